@@ -1,0 +1,1 @@
+"""Backline custom actions (rasa-sdk)."""
