@@ -1,0 +1,468 @@
+"""Loads and validates the clinical knowledge base in data/knowledge/ (conditions, self-care,
+questions, sources), plus the danger-sign levels from the safety layer's red_flags.yml."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import yaml
+
+DEFAULT_DIR = Path(__file__).resolve().parent.parent / "data" / "knowledge"
+ENV_DIR = "BACKLINE_KNOWLEDGE_DIR"
+
+LEVELS: Tuple[str, ...] = ("info", "routine", "urgent", "emergency")
+
+# The article-condition ids of CONTENT.md; the `conditions` slot may only hold these.
+CONDITION_IDS: Tuple[str, ...] = (
+    "muscle_strain",
+    "posture_strain",
+    "muscle_spasm",
+    "muscle_atrophy",
+    "chronic_back_pain",
+    "back_injury",
+    "hyperkyphosis",
+)
+
+FORM_INFO_SLOTS: Tuple[str, ...] = ("body_part", "duration", "severity", "trigger")
+
+# Advice must never carry a dose (DESIGN.md safety rule 5).
+_DOSE = re.compile(
+    r"\b\d+(\.\d+)?\s*(mg|milligrams?|mcg|micrograms?|g|grams?|ml|millilitres?|milliliters?|"
+    r"tablets?|pills?|capsules?|caplets?)\b",
+    re.IGNORECASE,
+)
+
+
+class KnowledgeError(ValueError):
+    """A knowledge file is missing, malformed or inconsistent; the message says how to fix it."""
+
+
+# --------------------------------------------------------------------------- data types
+
+
+@dataclass(frozen=True)
+class Source:
+    id: str
+    citation: str
+    topic: str = ""
+
+
+@dataclass(frozen=True)
+class SelfCareItem:
+    id: str
+    title: str
+    text: str
+    section: str
+    source: str
+    gap: bool = False
+
+
+@dataclass(frozen=True)
+class Condition:
+    id: str
+    name: str
+    description: str
+    section: str
+    source: str
+    self_care: Tuple[str, ...]
+    phrases: Tuple[str, ...] = ()
+    keywords: Tuple[str, ...] = ()
+    triggers: Tuple[str, ...] = ()
+    symptoms: Tuple[str, ...] = ()
+    exclude: Tuple[str, ...] = ()
+    duration_min_weeks: Optional[float] = None
+    duration_words: Tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Question:
+    slot: str
+    label: str
+    why: str
+    flag: Optional[str] = None
+    level: Optional[str] = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Matching:
+    negation_cues: Tuple[str, ...]
+    negation_window: int
+    clause_breaks: Tuple[str, ...]
+    min_score: int
+    max_conditions: int
+
+
+@dataclass(frozen=True)
+class Fallback:
+    text: str
+    section: str
+    source: str
+    self_care: Tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Knowledge:
+    sources: Dict[str, Source]
+    sections: Tuple[str, ...]
+    conditions: Dict[str, Condition]
+    matching: Matching
+    fallback: Fallback
+    self_care: Dict[str, SelfCareItem]
+    general_self_care: Tuple[str, ...]
+    framing_before: str
+    framing_after: str
+    referral: Dict[str, str]
+    referral_short: Dict[str, str]
+    long_duration_weeks: float
+    long_duration_text: str
+    safety_net: str
+    questions: Dict[str, Question]
+    general_why: str
+    answers: Dict[str, Tuple[str, ...]]
+    flag_levels: Dict[str, str]
+
+    def screen_slots(self) -> List[str]:
+        return [slot for slot, q in self.questions.items() if slot.startswith("screen_")]
+
+    def level_of(self, flag: str) -> str:
+        """Level a danger sign sets; unknown flags count as urgent, to be safe."""
+        return self.flag_levels.get(flag, "urgent")
+
+    def citation(self, source_id: str) -> str:
+        return self.sources[source_id].citation
+
+
+# --------------------------------------------------------------------------- YAML with lines
+
+
+class _LineDict(dict):
+    """A mapping that remembers the line it started on, for error messages."""
+
+    line: int = 0
+
+
+class _LineLoader(yaml.SafeLoader):
+    pass
+
+
+def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> _LineDict:
+    data = _LineDict(loader.construct_mapping(node, deep=True))
+    data.line = node.start_mark.line + 1
+    return data
+
+
+_LineLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping
+)
+
+
+def _read_yaml(path: Path) -> _LineDict:
+    if not path.is_file():
+        raise KnowledgeError(f"{path}: file not found. Fix: create it (see CONTENT.md).")
+    try:
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_LineLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise KnowledgeError(f"{where}: not valid YAML ({exc}). Fix the syntax.") from exc
+    if not isinstance(data, dict):
+        raise KnowledgeError(f"{path}: expected a mapping at the top level. Fix: start with `version: 1`.")
+    return data
+
+
+class _Checker:
+    """Field access that turns a missing or mistyped value into a KnowledgeError."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def fail(self, node: Any, problem: str, fix: str) -> KnowledgeError:
+        line = getattr(node, "line", 0)
+        where = f"{self.path}:{line}" if line else str(self.path)
+        return KnowledgeError(f"{where}: {problem}. Fix: {fix}.")
+
+    def mapping(self, node: Mapping[str, Any], key: str, what: str) -> Mapping[str, Any]:
+        value = node.get(key)
+        if not isinstance(value, dict):
+            raise self.fail(node, f"{what} needs a mapping `{key}`", f"add `{key}:` with its entries")
+        return value
+
+    def text(self, node: Mapping[str, Any], key: str, what: str) -> str:
+        value = node.get(key)
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail(node, f"{what} has no `{key}`", f"add a non-empty `{key}:` text")
+        return value.strip()
+
+    def words(self, node: Mapping[str, Any], key: str, what: str, required: bool = False) -> Tuple[str, ...]:
+        value = node.get(key, [] if not required else None)
+        if value is None or not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self.fail(node, f"{what}: `{key}` must be a list of texts", f"write `{key}: [word, \"a phrase\"]` (quote yes/no/on/off)")
+        if required and not value:
+            raise self.fail(node, f"{what}: `{key}` is empty", f"list at least one entry under `{key}`")
+        return tuple(v.strip() for v in value if v.strip())
+
+    def entries(self, node: Mapping[str, Any], key: str) -> List[Mapping[str, Any]]:
+        value = node.get(key)
+        if not isinstance(value, list) or not value or not all(isinstance(v, dict) for v in value):
+            raise self.fail(node, f"`{key}` must be a non-empty list of mappings", f"write `{key}:` followed by `- id: ...` entries")
+        return value
+
+    def ref(self, node: Mapping[str, Any], key: str, what: str, known: Sequence[str], file_hint: str) -> str:
+        value = self.text(node, key, what)
+        if value not in known:
+            raise self.fail(
+                node,
+                f"{what}: `{key}: {value}` is not defined",
+                f"use one of {', '.join(known)} (from {file_hint}) or add it there",
+            )
+        return value
+
+
+# --------------------------------------------------------------------------- per file
+
+
+def _load_sources(path: Path) -> Tuple[Dict[str, Source], Tuple[str, ...]]:
+    data = _read_yaml(path)
+    check = _Checker(path)
+    sources: Dict[str, Source] = {}
+    for entry in check.entries(data, "sources"):
+        sid = check.text(entry, "id", "a source")
+        if sid in sources:
+            raise check.fail(entry, f"source id `{sid}` appears twice", "give each source its own id")
+        sources[sid] = Source(sid, check.text(entry, "citation", f"source `{sid}`"), str(entry.get("topic", "")))
+    sections = check.words(data, "sections", "sources.yml", required=True)
+    return sources, sections
+
+
+def _load_self_care(path: Path, sources: Mapping[str, Source], sections: Sequence[str]) -> Dict[str, Any]:
+    data = _read_yaml(path)
+    check = _Checker(path)
+    items: Dict[str, SelfCareItem] = {}
+    for entry in check.entries(data, "items"):
+        iid = check.text(entry, "id", "a self-care item")
+        what = f"self-care item `{iid}`"
+        if iid in items:
+            raise check.fail(entry, f"self-care id `{iid}` appears twice", "give each item its own id")
+        text = check.text(entry, "text", what)
+        if _DOSE.search(text):
+            raise check.fail(entry, f"{what} gives a dose ({_DOSE.search(text).group(0)!r})", "remove it; say 'follow the label, ask a pharmacist or provider'")
+        gap = entry.get("gap", False)
+        if not isinstance(gap, bool):
+            raise check.fail(entry, f"{what}: `gap` must be true or false", "write `gap: true` for items not from the article")
+        items[iid] = SelfCareItem(
+            id=iid,
+            title=check.text(entry, "title", what),
+            text=text,
+            section=check.ref(entry, "section", what, sections, "sources.yml `sections`"),
+            source=check.ref(entry, "source", what, list(sources), "sources.yml"),
+            gap=gap,
+        )
+    general = check.words(data, "general", "self_care.yml", required=True)
+    for iid in general:
+        if iid not in items:
+            raise check.fail(data, f"`general` names unknown self-care item `{iid}`", f"use one of {', '.join(items)}")
+    framing = check.mapping(data, "framing", "self_care.yml")
+    referral = check.mapping(data, "referral", "self_care.yml")
+    short = check.mapping(data, "referral_short", "self_care.yml")
+    for level in LEVELS:
+        check.text(referral, level, "`referral`")
+        check.text(short, level, "`referral_short`")
+    check.ref(data, "referral_source", "self_care.yml", list(sources), "sources.yml")
+    check.ref(data, "referral_section", "self_care.yml", sections, "sources.yml `sections`")
+    long_duration = check.mapping(data, "long_duration", "self_care.yml")
+    weeks = long_duration.get("weeks")
+    if not isinstance(weeks, (int, float)) or weeks <= 0:
+        raise check.fail(long_duration, "`long_duration.weeks` must be a positive number", "write e.g. `weeks: 6`")
+    return {
+        "self_care": items,
+        "general_self_care": general,
+        "framing_before": check.text(framing, "before", "`framing`"),
+        "framing_after": check.text(framing, "after", "`framing`"),
+        "referral": {lv: referral[lv].strip() for lv in LEVELS},
+        "referral_short": {lv: short[lv].strip() for lv in LEVELS},
+        "long_duration_weeks": float(weeks),
+        "long_duration_text": check.text(long_duration, "text", "`long_duration`"),
+        "safety_net": check.text(data, "safety_net", "self_care.yml"),
+    }
+
+
+def _load_conditions(
+    path: Path, sources: Mapping[str, Source], sections: Sequence[str], self_care: Mapping[str, SelfCareItem]
+) -> Tuple[Dict[str, Condition], Matching, Fallback]:
+    data = _read_yaml(path)
+    check = _Checker(path)
+    conditions: Dict[str, Condition] = {}
+    for entry in check.entries(data, "conditions"):
+        cid = check.text(entry, "id", "a condition")
+        what = f"condition `{cid}`"
+        if cid not in CONDITION_IDS:
+            raise check.fail(entry, f"`{cid}` is not one of the article's conditions", f"use one of {', '.join(CONDITION_IDS)} (CONTENT.md)")
+        if cid in conditions:
+            raise check.fail(entry, f"condition `{cid}` appears twice", "merge the two entries")
+        care = check.words(entry, "self_care", what, required=True)
+        for iid in care:
+            if iid not in self_care:
+                raise check.fail(entry, f"{what} names unknown self-care item `{iid}`", f"use one of {', '.join(self_care)} (self_care.yml)")
+        duration = entry.get("duration") or {}
+        if not isinstance(duration, dict):
+            raise check.fail(entry, f"{what}: `duration` must be a mapping", "write `duration: {min_weeks: 12, words: [months]}`")
+        min_weeks = duration.get("min_weeks")
+        if min_weeks is not None and (not isinstance(min_weeks, (int, float)) or min_weeks <= 0):
+            raise check.fail(entry, f"{what}: `duration.min_weeks` must be a positive number", "write e.g. `min_weeks: 12`")
+        condition = Condition(
+            id=cid,
+            name=check.text(entry, "name", what),
+            description=check.text(entry, "description", what),
+            section=check.ref(entry, "section", what, sections, "sources.yml `sections`"),
+            source=check.ref(entry, "source", what, list(sources), "sources.yml"),
+            self_care=care,
+            phrases=check.words(entry, "phrases", what),
+            keywords=check.words(entry, "keywords", what),
+            triggers=check.words(entry, "triggers", what),
+            symptoms=check.words(entry, "symptoms", what),
+            exclude=check.words(entry, "exclude", what),
+            duration_min_weeks=float(min_weeks) if min_weeks is not None else None,
+            duration_words=check.words(duration, "words", what) if duration else (),
+        )
+        if not (condition.phrases or condition.keywords or condition.triggers or condition.duration_min_weeks):
+            raise check.fail(entry, f"{what} can never match", "add `phrases`, `keywords`, `triggers` or a `duration` rule")
+        conditions[cid] = condition
+    missing = [cid for cid in CONDITION_IDS if cid not in conditions]
+    if missing:
+        raise check.fail(data, f"missing condition(s) {', '.join(missing)}", "add an entry for each article condition of CONTENT.md")
+
+    m = check.mapping(data, "matching", "conditions.yml")
+    matching = Matching(
+        negation_cues=check.words(m, "negation_cues", "`matching`", required=True),
+        negation_window=int(m.get("negation_window", 4)),
+        clause_breaks=check.words(m, "clause_breaks", "`matching`"),
+        min_score=int(m.get("min_score", 1)),
+        max_conditions=int(m.get("max_conditions", 3)),
+    )
+    f = check.mapping(data, "fallback", "conditions.yml")
+    fallback = Fallback(
+        text=check.text(f, "text", "`fallback`"),
+        section=check.ref(f, "section", "`fallback`", sections, "sources.yml `sections`"),
+        source=check.ref(f, "source", "`fallback`", list(sources), "sources.yml"),
+        self_care=check.words(f, "self_care", "`fallback`", required=True),
+    )
+    for iid in fallback.self_care:
+        if iid not in self_care:
+            raise check.fail(f, f"`fallback` names unknown self-care item `{iid}`", f"use one of {', '.join(self_care)}")
+    return conditions, matching, fallback
+
+
+def _load_questions(path: Path) -> Dict[str, Any]:
+    data = _read_yaml(path)
+    check = _Checker(path)
+    raw = check.mapping(data, "questions", "questions.yml")
+    questions: Dict[str, Question] = {}
+    for slot, entry in raw.items():
+        what = f"question `{slot}`"
+        if not isinstance(entry, dict):
+            raise check.fail(raw, f"{what} must be a mapping", "give it `label:` and `why:`")
+        flag = entry.get("flag")
+        level = entry.get("level")
+        if slot.startswith("screen_") and not flag:
+            raise check.fail(entry, f"{what} has no `flag`", "name the red-flag id a 'yes' raises (red_flags.yml)")
+        if flag is not None and level not in LEVELS:
+            raise check.fail(entry, f"{what}: `level` must be one of {', '.join(LEVELS)}", "copy the flag's level from CONTENT.md")
+        extra = {k: v for k, v in entry.items() if k not in ("label", "why", "flag", "level")}
+        questions[slot] = Question(
+            slot=slot,
+            label=check.text(entry, "label", what),
+            why=check.text(entry, "why", what),
+            flag=str(flag) if flag else None,
+            level=str(level) if level else None,
+            extra=extra,
+        )
+    for slot in FORM_INFO_SLOTS:
+        if slot not in questions:
+            raise check.fail(raw, f"no entry for slot `{slot}`", f"add `{slot}:` with `label:` and `why:`")
+    severity = questions["severity"].extra
+    if not all(isinstance(severity.get(k), (int, float)) for k in ("min", "max")):
+        raise check.fail(raw["severity"], "`severity` needs numeric `min` and `max`", "write `min: 0` and `max: 10`")
+    body = questions["body_part"].extra
+    for key in ("values", "sides"):
+        table = body.get(key)
+        if not isinstance(table, dict) or not all(isinstance(v, list) for v in table.values()):
+            raise check.fail(raw["body_part"], f"`body_part.{key}` must map a value to a list of words", f"write `{key}: {{lower back: [low back, lumbar]}}`")
+    answers_raw = check.mapping(data, "answers", "questions.yml")
+    answers = {kind: check.words(answers_raw, kind, "`answers`", required=True) for kind in ("affirm", "deny", "unsure")}
+    return {
+        "questions": questions,
+        "general_why": check.text(data, "general_why", "questions.yml"),
+        "answers": answers,
+    }
+
+
+def read_red_flag_levels(path: Path) -> Dict[str, str]:
+    """Levels per danger-sign id from the safety layer's red_flags.yml.
+
+    That file belongs to another module and its exact shape may change, so this reads it
+    defensively: a list of entries with `id` and `level`, either at the top level, under
+    `red_flags:`/`flags:`, or as a mapping id -> {level: ...}. Anything unreadable is skipped.
+    """
+    if not path.is_file():
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, OSError, UnicodeDecodeError):
+        return {}
+    if isinstance(data, dict):
+        for key in ("red_flags", "flags"):
+            if key in data:
+                data = data[key]
+                break
+    entries: List[Tuple[Any, Any]] = []
+    if isinstance(data, list):
+        entries = [(e.get("id"), e) for e in data if isinstance(e, dict)]
+    elif isinstance(data, dict):
+        entries = [(k, v) for k, v in data.items() if isinstance(v, dict)]
+    levels: Dict[str, str] = {}
+    for flag_id, entry in entries:
+        level = entry.get("level")
+        if isinstance(flag_id, str) and level in LEVELS:
+            levels[flag_id] = level
+    return levels
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def load_knowledge(directory: Optional[Path] = None) -> Knowledge:
+    """Read and cross-check every knowledge file; raise KnowledgeError naming the file and fix."""
+    directory = Path(directory or os.environ.get(ENV_DIR) or DEFAULT_DIR)
+    sources, sections = _load_sources(directory / "sources.yml")
+    care = _load_self_care(directory / "self_care.yml", sources, sections)
+    conditions, matching, fallback = _load_conditions(directory / "conditions.yml", sources, sections, care["self_care"])
+    q = _load_questions(directory / "questions.yml")
+
+    # Questions carry a fallback level; the safety layer's red_flags.yml wins when present.
+    flag_levels: Dict[str, str] = {
+        question.flag: question.level for question in q["questions"].values() if question.flag and question.level
+    }
+    flag_levels.update(read_red_flag_levels(directory / "red_flags.yml"))
+
+    return Knowledge(
+        sources=sources,
+        sections=sections,
+        conditions=conditions,
+        matching=matching,
+        fallback=fallback,
+        flag_levels=flag_levels,
+        **care,
+        **q,
+    )
+
+
+@lru_cache(maxsize=1)
+def get_knowledge() -> Knowledge:
+    """The knowledge base for the running actions, loaded once per process."""
+    return load_knowledge()

@@ -1,0 +1,212 @@
+"""Actions that answer the user: triage result, self-care, visit summary, "why do you ask?"."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Dict, List, Optional, Text
+
+from rasa_sdk import Action, Tracker
+from rasa_sdk.events import EventType, SlotSet
+from rasa_sdk.executor import CollectingDispatcher
+
+from actions.knowledge import Knowledge, get_knowledge
+from actions.parsing import NOT_GIVEN
+from actions.triage import (
+    Report,
+    conditions_text,
+    raise_level,
+    referral_text,
+    related_conditions,
+    self_care_for,
+    self_care_text,
+    user_texts,
+)
+
+RESULT_SELF_CARE_ITEMS = 5  # the result stays short; "self-care" on request lists them all
+SUMMARY_OWN_WORDS = 8
+SUMMARY_NOTE = "This summary is not a diagnosis. It lists what was reported in a chat with Backline, an automated helper."
+
+
+def _text(value: Any) -> Optional[str]:
+    if value is None:
+        return None
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value) or None
+    return str(value).strip() or None
+
+
+def _report(tracker: Tracker) -> Report:
+    symptoms = tracker.get_slot("symptom") or []
+    if isinstance(symptoms, str):
+        symptoms = [symptoms]
+    return Report(
+        texts=tuple(user_texts(tracker.events)),
+        body_part=_text(tracker.get_slot("body_part")),
+        symptoms=tuple(str(s) for s in symptoms),
+        duration=_text(tracker.get_slot("duration")),
+        severity=_text(tracker.get_slot("severity")),
+        trigger=_text(tracker.get_slot("trigger")),
+    )
+
+
+def _level(knowledge: Knowledge, tracker: Tracker, floor: str = "info") -> str:
+    """Current triage level, never below what the red flags or `floor` require."""
+    level = raise_level(tracker.get_slot("triage_level"), floor)
+    for flag in tracker.get_slot("red_flags") or []:
+        level = raise_level(level, knowledge.level_of(flag))
+    return level
+
+
+class ActionTriageResult(Action):
+    """After `symptom_form`: related article conditions, self-care, referral, safety net."""
+
+    def name(self) -> Text:
+        return "action_triage_result"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]) -> List[EventType]:
+        knowledge = get_knowledge()
+        report = _report(tracker)
+        # A symptom was reported, so the result is at least routine (DESIGN.md section 2).
+        level = _level(knowledge, tracker, floor="routine")
+        condition_ids = related_conditions(knowledge, report)
+        referral = referral_text(knowledge, level, report.duration_weeks())
+
+        # With a warning sign, the referral comes first and self-care waits.
+        if level in ("urgent", "emergency"):
+            dispatcher.utter_message(text=referral)
+        dispatcher.utter_message(text=conditions_text(knowledge, condition_ids))
+        if level != "emergency":
+            care_ids = (
+                self_care_for(knowledge, condition_ids, include_gap=False)
+                if condition_ids
+                else [i for i in knowledge.fallback.self_care]
+            )
+            dispatcher.utter_message(
+                text=self_care_text(knowledge, care_ids[:RESULT_SELF_CARE_ITEMS], "Self-care ideas the article describes:")
+            )
+        if level not in ("urgent", "emergency"):
+            dispatcher.utter_message(text=referral)
+        dispatcher.utter_message(text=knowledge.safety_net)
+        dispatcher.utter_message(response="utter_offer_summary")
+        return [SlotSet("conditions", condition_ids), SlotSet("triage_level", level)]
+
+
+class ActionSelfCare(Action):
+    """Self-care for the conditions already mentioned, or general ideas; each with its source."""
+
+    def name(self) -> Text:
+        return "action_self_care"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]) -> List[EventType]:
+        knowledge = get_knowledge()
+        condition_ids = [c for c in tracker.get_slot("conditions") or [] if c in knowledge.conditions]
+        level = _level(knowledge, tracker)
+        if condition_ids:
+            names = ", ".join(knowledge.conditions[c].name for c in condition_ids)
+            intro = f"Self-care ideas the article describes for problems like {names}:"
+        else:
+            intro = "General self-care ideas the article describes for sore back muscles:"
+        items = self_care_for(knowledge, condition_ids)
+        dispatcher.utter_message(text=self_care_text(knowledge, items, intro))
+        dispatcher.utter_message(text=referral_text(knowledge, level))
+        return []
+
+
+class ActionVisitSummary(Action):
+    """A short summary to bring to a provider, as text and as a downloadable payload."""
+
+    def name(self) -> Text:
+        return "action_visit_summary"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]) -> List[EventType]:
+        knowledge = get_knowledge()
+        summary = build_summary(knowledge, tracker)
+        dispatcher.utter_message(text=summary_text(knowledge, summary))
+        dispatcher.utter_message(json_message={"visit_summary": summary})
+        return []
+
+
+def build_summary(knowledge: Knowledge, tracker: Tracker) -> Dict[str, Any]:
+    report = _report(tracker)
+    screening: Dict[str, Dict[str, Optional[str]]] = {}
+    for slot in knowledge.screen_slots():
+        value = tracker.get_slot(slot)
+        answer = "not asked" if value is None else ("present or unsure" if value else "absent")
+        question = knowledge.questions[slot]
+        screening[slot] = {"question": question.label, "flag": question.flag, "answer": answer}
+    reported_symptom = any(
+        v and v != NOT_GIVEN for v in (report.body_part, report.duration, report.severity, report.trigger)
+    ) or bool(report.symptoms or tracker.get_slot("conditions"))
+    level = _level(knowledge, tracker, floor="routine" if reported_symptom else "info")
+    return {
+        "date": datetime.now(timezone.utc).date().isoformat(),
+        "reported": {
+            "body_part": report.body_part,
+            "duration": report.duration,
+            "severity": report.severity,
+            "trigger": report.trigger,
+            "symptoms": list(report.symptoms),
+        },
+        "own_words": list(report.texts[-SUMMARY_OWN_WORDS:]),
+        "screening": screening,
+        "red_flags": list(tracker.get_slot("red_flags") or []),
+        "triage_level": level,
+        "advice": knowledge.referral_short[level],
+        "related_conditions": [
+            {"id": c, "name": knowledge.conditions[c].name}
+            for c in tracker.get_slot("conditions") or []
+            if c in knowledge.conditions
+        ],
+        "note": SUMMARY_NOTE,
+    }
+
+
+def summary_text(knowledge: Knowledge, summary: Dict[str, Any]) -> str:
+    def shown(value: Optional[str]) -> str:
+        return value if value and value != NOT_GIVEN else "not given"
+
+    reported = summary["reported"]
+    severity = reported["severity"]
+    lines = [
+        f"Visit summary ({summary['date']})",
+        summary["note"],
+        "",
+        "What was reported:",
+        f"- Where: {shown(reported['body_part'])}",
+        f"- How long: {shown(reported['duration'])}",
+        f"- Pain score: {shown(severity) + '/10' if severity and severity != NOT_GIVEN else 'not given'}",
+        f"- Started with or worse with: {shown(reported['trigger'])}",
+    ]
+    if reported["symptoms"]:
+        lines.append(f"- Symptoms mentioned: {', '.join(reported['symptoms'])}")
+    if summary["own_words"]:
+        lines.append("- In their own words: " + " / ".join(f"\"{t}\"" for t in summary["own_words"]))
+    lines += ["", "Warning-sign questions:"]
+    for item in summary["screening"].values():
+        lines.append(f"- {item['question']}: {item['answer']}")
+    flags = summary["red_flags"]
+    lines.append(f"Warning signs noted: {', '.join(f.replace('_', ' ') for f in flags) if flags else 'none'}")
+    lines.append(f"Suggested urgency: {summary['advice']}")
+    related = summary["related_conditions"]
+    if related:
+        lines.append("Conditions the reference article links to symptoms like these: " + ", ".join(c["name"] for c in related))
+    lines.append("Please show this to your healthcare provider; they will make their own assessment.")
+    return "\n".join(lines)
+
+
+class ActionExplainQuestion(Action):
+    """Answers "why do you ask?" for the question the form is asking right now."""
+
+    def name(self) -> Text:
+        return "action_explain_question"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]) -> List[EventType]:
+        knowledge = get_knowledge()
+        slot = tracker.get_slot("requested_slot")
+        if tracker.active_loop_name and slot in knowledge.questions:
+            dispatcher.utter_message(text=knowledge.questions[slot].why)
+        elif tracker.active_loop_name:
+            dispatcher.utter_message(text=knowledge.general_why)
+        else:
+            dispatcher.utter_message(response="utter_why_general")
+        return []
