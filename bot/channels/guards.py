@@ -1,0 +1,245 @@
+"""What every HTTP request passes through: JSON body checks, auth token, CORS, rate limit,
+security headers, and errors as one-line JSON (`{"error": ..., "code": ...}`), never a traceback."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import math
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from sanic import Request, response
+from sanic.exceptions import PayloadTooLarge, SanicException
+from sanic.handlers import ErrorHandler
+from sanic.response import HTTPResponse
+
+logger = logging.getLogger(__name__)
+
+MAX_SENDER_ID_CHARS = 256
+
+# Pages may load scripts, styles and data only from this server: no inline code at all.
+PAGE_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; base-uri 'none'; form-action 'none'; object-src 'none'"
+)
+
+
+class ApiError(Exception):
+    """A client error answered as `{"error": message, "reason": reason, "code": status}`."""
+
+    def __init__(self, status: int, message: str, reason: str = "BadRequest", **extra: Any):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.reason = reason
+        self.extra = extra
+        self.headers: dict[str, str] = {}
+
+
+def error_response(status: int, message: str, reason: str, **extra: Any) -> HTTPResponse:
+    body = {"error": message, "reason": reason, "code": status, **extra}
+    return response.json(body, status=status)
+
+
+class JsonErrorHandler(ErrorHandler):
+    """Turns every exception into a one-line JSON error; unexpected ones are logged, not shown."""
+
+    def default(self, request: Request, exception: Exception) -> HTTPResponse:
+        if isinstance(exception, ApiError):
+            resp = error_response(exception.status, exception.message, exception.reason,
+                                  **exception.extra)
+            resp.headers.update(exception.headers)
+            return resp
+        if isinstance(exception, (asyncio.CancelledError, ConnectionError)):
+            # the client went away (e.g. a socket.io websocket closed): nobody to answer
+            logger.debug("request cancelled: %s", getattr(request, "path", "?"))
+            return response.empty(status=499)
+        if isinstance(exception, SanicException):
+            status = int(getattr(exception, "status_code", 500) or 500)
+            reason = type(exception).__name__
+            message = str(exception.message if hasattr(exception, "message") else exception)
+            if isinstance(exception, PayloadTooLarge):
+                limit = getattr(getattr(request, "app", None), "config", {}).get("REQUEST_MAX_SIZE")
+                message = f"request is larger than the limit of {limit} bytes"
+            if status >= 500:
+                logger.error("%s on %s", reason, getattr(request, "path", "?"))
+                message = "internal server error"
+            resp = error_response(status, message or reason, reason)
+            if status == 405 and getattr(exception, "allowed_methods", None):
+                resp.headers["Allow"] = ", ".join(sorted(exception.allowed_methods))
+            return resp
+        logger.exception("unhandled error on %s", getattr(request, "path", "?"))
+        return error_response(500, "internal server error", "InternalError")
+
+
+def json_body(request: Request) -> dict[str, Any]:
+    """The request body as a JSON object, or an ApiError saying what is wrong with it."""
+    raw = request.body or b""
+    if not raw.strip():
+        raise ApiError(400, "request body is empty; send a JSON object", "EmptyBody")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ApiError(400, "request body is not valid UTF-8", "InvalidEncoding") from None
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        raise ApiError(400, "request body is not valid JSON", "MalformedJson") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "request body must be a JSON object", "WrongType")
+    return data
+
+
+def optional_str(data: dict[str, Any], key: str) -> str | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ApiError(400, f"`{key}` must be a string", "WrongType", field=key)
+    return value
+
+
+def required_text(data: dict[str, Any], key: str) -> str:
+    if key not in data or data[key] is None:
+        raise ApiError(400, f"`{key}` is missing", "MissingField", field=key)
+    value = data[key]
+    if not isinstance(value, str):
+        raise ApiError(400, f"`{key}` must be a string", "WrongType", field=key)
+    if not value.strip():
+        raise ApiError(400, f"`{key}` is empty", "EmptyMessage", field=key)
+    return value
+
+
+def sender_id(value: Any, key: str = "sender") -> str:
+    """A conversation id: a non-empty string (numbers are accepted as Rasa clients send them)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        raise ApiError(400, f"`{key}` must be a string", "WrongType", field=key)
+    if not value or len(value) > MAX_SENDER_ID_CHARS or not value.isprintable():
+        raise ApiError(400, f"`{key}` must be 1-{MAX_SENDER_ID_CHARS} printable characters",
+                       "InvalidSenderId", field=key)
+    return value
+
+
+def optional_object(data: dict[str, Any], key: str) -> dict[str, Any] | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ApiError(400, f"`{key}` must be a JSON object", "WrongType", field=key)
+    return value
+
+
+def bool_arg(request: Request, name: str, default: bool = False) -> bool:
+    value = request.args.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def check_token(request: Request, token: str | None) -> None:
+    """Rasa's `--auth-token`: `?token=...` (or `Authorization: Bearer ...`) must match."""
+    if not token:
+        return
+    given = request.args.get("token")
+    if given is None:
+        header = request.headers.get("authorization", "")
+        if header.lower().startswith(("bearer ", "token ")):
+            given = header.split(None, 1)[1].strip()
+    if not given:
+        raise ApiError(401, "authentication required: add ?token=<auth token>",
+                       "NotAuthenticated")
+    if not hmac.compare_digest(given.encode(), token.encode()):
+        raise ApiError(403, "the auth token is not valid", "NotAuthorized")
+
+
+@dataclass
+class RateLimiter:
+    """Sliding window: at most `limit` requests per `period` seconds for each key."""
+
+    limit: int
+    period: float
+    _hits: dict[str, deque[float]] = field(default_factory=dict)
+
+    def check(self, *keys: str) -> None:
+        now = time.monotonic()
+        for key in keys:
+            hits = self._hits.setdefault(key, deque())
+            while hits and now - hits[0] >= self.period:
+                hits.popleft()
+            if len(hits) >= self.limit:
+                retry = max(1, math.ceil(self.period - (now - hits[0])))
+                err = ApiError(429, "too many messages; slow down", "RateLimited",
+                               retry_after=retry)
+                err.headers["Retry-After"] = str(retry)
+                raise err
+        for key in keys:
+            self._hits[key].append(now)
+        if len(self._hits) > 10_000:  # forget idle keys so memory stays bounded
+            for key in [k for k, v in self._hits.items() if not v or now - v[-1] >= self.period]:
+                del self._hits[key]
+
+
+def parse_rate_limit(value: str | tuple[int, float] | None) -> RateLimiter | None:
+    """`"30/60"` (30 messages per 60 s) or `(30, 60.0)` -> RateLimiter; None/"" -> no limit."""
+    if not value:
+        return None
+    if isinstance(value, str):
+        count, _, period = value.partition("/")
+        limit, seconds = int(count), float(period or 60)
+    else:
+        limit, seconds = int(value[0]), float(value[1])
+    if limit < 1 or seconds <= 0:
+        raise ValueError(f"rate limit {value!r}: use COUNT/SECONDS with both above 0")
+    return RateLimiter(limit, seconds)
+
+
+@dataclass(frozen=True)
+class Cors:
+    """Which browser origins may call the API (`*` allows any)."""
+
+    origins: tuple[str, ...] = ()
+
+    def allow(self, origin: str | None) -> str | None:
+        if not origin or not self.origins:
+            return None
+        if "*" in self.origins:
+            return "*"
+        return origin if origin in self.origins else None
+
+    def apply(self, request: Request, resp: HTTPResponse) -> None:
+        allowed = self.allow(request.headers.get("origin"))
+        if allowed:
+            resp.headers["Access-Control-Allow-Origin"] = allowed
+            if allowed != "*":
+                resp.headers["Vary"] = "Origin"
+
+    def preflight(self, request: Request) -> HTTPResponse:
+        resp = response.empty(status=204)
+        allowed = self.allow(request.headers.get("origin"))
+        if allowed:
+            self.apply(request, resp)
+            resp.headers["Access-Control-Allow-Methods"] = "GET, POST, DELETE, OPTIONS"
+            resp.headers["Access-Control-Allow-Headers"] = "Content-Type, Authorization"
+            resp.headers["Access-Control-Max-Age"] = "600"
+        return resp
+
+
+def add_security_headers(request: Request, resp: HTTPResponse, *, frame_ancestors: str) -> None:
+    """Headers on every answer; pages also get a strict CSP (`frame_ancestors` for framing)."""
+    resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+    resp.headers.setdefault("Referrer-Policy", "no-referrer")
+    content_type = resp.content_type or resp.headers.get("content-type", "")
+    if content_type.startswith("text/html"):
+        resp.headers.setdefault("Content-Security-Policy",
+                                f"{PAGE_CSP}; frame-ancestors {frame_ancestors}")
+        if frame_ancestors == "'none'":
+            resp.headers.setdefault("X-Frame-Options", "DENY")
+    elif "Content-Security-Policy" not in resp.headers:
+        resp.headers["Content-Security-Policy"] = "default-src 'none'; frame-ancestors 'none'"

@@ -1,0 +1,217 @@
+"""Rasa's socket.io channel on the HTTP server's own port, so Rasa web-chat widgets connect.
+
+How it is served: python-socketio's `AsyncServer(async_mode="sanic")` attaches its Engine.IO
+endpoint as a plain Sanic route (GET/POST for long-polling) and upgrades to WebSocket through
+Sanic's own `WebSocketProtocol.websocket_handshake`. Checked with Sanic 25.12 and
+python-socketio 5.18 for both transports, so no ASGI server is needed: one Sanic app serves the
+HTTP API, the widget and socket.io on one port.
+
+Events (PROTOCOLS.md): `session_request {"session_id"}` -> `session_confirm "<id>"` (a bare
+string); `user_uttered {"message", "session_id", <metadata_key>}` -> one `bot_uttered` per
+message, text-only objects, buttons as `quick_replies` on the last blank-line fragment.
+With `session_persistence: true` the conversation id is the client's `session_id` and every
+socket of that session joins its room -- `enter_room` is awaited, unlike Rasa 3.6 (#13027),
+whose replies never arrive. Without persistence the socket id is the conversation id.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import time
+import uuid
+from typing import Any, Awaitable, Callable
+
+import socketio
+from sanic import Sanic
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[..., Awaitable[list[dict[str, Any]]]]
+
+_JWT_HASHES = {"HS256": hashlib.sha256, "HS384": hashlib.sha384, "HS512": hashlib.sha512}
+
+
+def socketio_messages(bot_message: dict[str, Any]) -> list[dict[str, Any]]:
+    """One engine message as the `bot_uttered` payloads Rasa's SocketIOOutput emits."""
+    out: list[dict[str, Any]] = []
+    text, buttons = bot_message.get("text"), bot_message.get("buttons")
+    if text or buttons:
+        parts = [p.strip() for p in (text or "").strip().split("\n\n") if p.strip()] or [text or ""]
+        out.extend({"text": part} for part in parts)
+        if buttons:
+            out[-1]["quick_replies"] = [
+                {"content_type": "text", "title": b["title"], "payload": b.get("payload", b["title"])}
+                for b in buttons
+            ]
+    if bot_message.get("image"):
+        out.append({"attachment": {"type": "image", "payload": {"src": bot_message["image"]}}})
+    if bot_message.get("attachment"):
+        out.append({"attachment": bot_message["attachment"]})
+    if bot_message.get("elements"):
+        out.append({"attachment": {"type": "template", "payload": {
+            "template_type": "generic", "elements": bot_message["elements"]}}})
+    return out
+
+
+def _b64decode(part: str) -> bytes:
+    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+
+
+def verify_jwt(token: str, key: str, algorithm: str = "HS256") -> dict[str, Any] | None:
+    """The payload of an HMAC-signed JWT when signature and `exp` check out, else None."""
+    digest = _JWT_HASHES.get(algorithm)
+    if digest is None:
+        raise ValueError(f"credentials.yml socketio.jwt_method {algorithm!r}: use HS256/384/512")
+    try:
+        header_b64, payload_b64, signature_b64 = token.split(".")
+        header = json.loads(_b64decode(header_b64))
+        if header.get("alg") != algorithm:
+            return None
+        expected = hmac.new(key.encode(), f"{header_b64}.{payload_b64}".encode(), digest).digest()
+        if not hmac.compare_digest(expected, _b64decode(signature_b64)):
+            return None
+        payload = json.loads(_b64decode(payload_b64))
+    except (ValueError, TypeError, AttributeError):
+        return None
+    if not isinstance(payload, dict):
+        return None
+    if "exp" in payload and not (isinstance(payload["exp"], (int, float))
+                                 and payload["exp"] > time.time()):
+        return None
+    return payload
+
+
+class SocketIOChannel:
+    """Rasa-compatible socket.io input/output; `handle(text, sender, metadata, channel)`."""
+
+    def __init__(self, handle: Handler, *, user_message_evt: str = "user_uttered",
+                 bot_message_evt: str = "bot_uttered", session_persistence: bool = False,
+                 socketio_path: str = "/socket.io", namespace: str | None = None,
+                 jwt_key: str | None = None, jwt_method: str = "HS256",
+                 metadata_key: str = "metadata", cors_origins: list[str] | str | None = None,
+                 max_message_bytes: int = 1_000_000) -> None:
+        self.handle = handle
+        self.user_message_evt = user_message_evt
+        self.bot_message_evt = bot_message_evt
+        self.session_persistence = session_persistence
+        self.socketio_path = socketio_path
+        self.namespace = namespace
+        self.jwt_key = jwt_key
+        self.jwt_method = jwt_method
+        self.metadata_key = metadata_key
+        self.max_message_bytes = max_message_bytes
+        # python-socketio: None = same origin only, "*" = any, list = those.
+        if isinstance(cors_origins, list) and "*" in cors_origins:
+            cors_origins = "*"
+        self.sio = socketio.AsyncServer(
+            async_mode="sanic", cors_allowed_origins=cors_origins or None,
+            max_http_buffer_size=max_message_bytes, logger=False, engineio_logger=False)
+        self._register()
+
+    @classmethod
+    def from_credentials(cls, handle: Handler, credentials: dict[str, Any] | None, *,
+                         cors_origins: list[str] | None = None,
+                         max_message_bytes: int = 1_000_000) -> "SocketIOChannel":
+        creds = dict(credentials or {})
+        creds.pop("cors_origins", None)
+        known = {"user_message_evt", "bot_message_evt", "session_persistence", "socketio_path",
+                 "namespace", "jwt_key", "jwt_method", "metadata_key"}
+        unknown = set(creds) - known
+        if unknown:
+            raise ValueError(f"credentials.yml socketio: unknown keys {sorted(unknown)}; "
+                             f"known keys are {sorted(known)}")
+        return cls(handle, cors_origins=cors_origins, max_message_bytes=max_message_bytes,
+                   **{k: v for k, v in creds.items() if v is not None})
+
+    def attach(self, app: Sanic) -> None:
+        self.sio.attach(app, socketio_path=self.socketio_path.strip("/"))
+
+    def _register(self) -> None:
+        sio, ns = self.sio, self.namespace
+
+        @sio.on("connect", namespace=ns)
+        async def connect(sid: str, environ: dict, auth: Any = None) -> bool:
+            if not self.jwt_key:
+                return True
+            token = auth.get("token") if isinstance(auth, dict) else None
+            if isinstance(token, str) and token.lower().startswith("bearer "):
+                token = token[7:]
+            return bool(isinstance(token, str)
+                        and verify_jwt(token, self.jwt_key, self.jwt_method) is not None)
+
+        @sio.on("session_request", namespace=ns)
+        async def session_request(sid: str, data: Any = None) -> None:
+            data = data if isinstance(data, dict) else {}
+            session_id = data.get("session_id")
+            if not isinstance(session_id, str) or not session_id or len(session_id) > 256:
+                session_id = uuid.uuid4().hex
+            if self.session_persistence:
+                await sio.enter_room(sid, session_id, namespace=ns)
+                async with sio.session(sid, namespace=ns) as session:
+                    session["session_id"] = session_id
+            await sio.emit("session_confirm", session_id, room=sid, namespace=ns)
+
+        @sio.on(self.user_message_evt, namespace=ns)
+        async def user_message(sid: str, data: Any = None) -> None:
+            await self._on_user_message(sid, data)
+
+    async def _on_user_message(self, sid: str, data: Any) -> None:
+        sio, ns = self.sio, self.namespace
+        if not isinstance(data, dict):
+            await self._error(sid, "user message must be an object with `message`")
+            return
+        if self.session_persistence:
+            session_id = data.get("session_id")
+            if not isinstance(session_id, str) or not session_id:
+                logger.warning("socket.io message without a session_id ignored; "
+                               "send `session_request` first")
+                return
+            async with sio.session(sid, namespace=ns) as session:
+                joined = session.get("session_id")
+            if joined != session_id:  # a client that skipped session_request still gets replies
+                await sio.enter_room(sid, session_id, namespace=ns)
+                async with sio.session(sid, namespace=ns) as session:
+                    session["session_id"] = session_id
+            sender, room = session_id, session_id
+        else:
+            sender, room = sid, sid
+        text = data.get("message", "")
+        if not isinstance(text, str) or not text.strip():
+            await self._error(sid, "`message` must be a non-empty string")
+            return
+        metadata = data.get(self.metadata_key) or {}
+        if isinstance(metadata, str):
+            try:
+                metadata = json.loads(metadata)
+            except ValueError:
+                metadata = {}
+        if not isinstance(metadata, dict):
+            metadata = {}
+        try:
+            bot_messages = await self.handle(text, sender, metadata, "socketio")
+        except Exception:  # the client gets a reply either way; details stay in the log
+            logger.exception("engine failed on a socket.io message")
+            await self._error(sid, "internal error; please try again")
+            return
+        for bot_message in bot_messages:
+            await self.send(room, bot_message)
+
+    async def send(self, room: str, bot_message: dict[str, Any]) -> None:
+        for payload in socketio_messages(bot_message):
+            await self.sio.emit(self.bot_message_evt, payload, room=room, namespace=self.namespace)
+        custom = bot_message.get("custom")
+        if custom is not None:
+            # Rasa emits custom JSON as-is; `{"data": ..., "room": ...}` picks payload and room.
+            if isinstance(custom, dict) and "data" in custom:
+                await self.sio.emit(self.bot_message_evt, custom["data"],
+                                    room=custom.get("room", room), namespace=self.namespace)
+            else:
+                await self.sio.emit(self.bot_message_evt, custom, room=room,
+                                    namespace=self.namespace)
+
+    async def _error(self, sid: str, message: str) -> None:
+        await self.sio.emit("error", {"error": message}, room=sid, namespace=self.namespace)

@@ -1,0 +1,112 @@
+"""Backline's own chat widget: the page at `/`, its static files, the embed script, and the
+small state endpoint the widget polls after each reply (triage level, emergency number,
+transcript for a reload).
+
+The widget talks to the REST channel. `GET /widget/state/<id>` needs no auth token, because a
+page cannot hold a secret: the conversation id itself (128 random bits, made in the browser) is
+what lets a reload see its own transcript, and the answer holds only that conversation's texts
+and triage level.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+from sanic import Blueprint, Request, response
+from sanic.response import HTTPResponse
+
+from bot.channels.guards import ApiError, sender_id
+from bot.channels.rest import rest_messages
+
+STATIC_DIR = Path(__file__).parent / "static"
+# Served files, read once; anything else under /widget/ is a 404 (no path tricks possible).
+_FILES = ("index.html", "widget.js", "widget.css", "embed.js", "icon.svg")
+_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
+          ".html": "text/html; charset=utf-8", ".svg": "image/svg+xml"}
+
+
+def _load_files() -> dict[str, tuple[bytes, str]]:
+    files = {}
+    for name in _FILES:
+        path = STATIC_DIR / name
+        if path.is_file():
+            ctype = _TYPES.get(path.suffix) or mimetypes.guess_type(name)[0] or "text/plain"
+            files[name] = (path.read_bytes(), ctype)
+    return files
+
+
+def transcript(tracker: dict[str, Any]) -> list[dict[str, Any]]:
+    """User and bot texts of a tracker, as the widget shows them (button payloads -> titles)."""
+    out: list[dict[str, Any]] = []
+    titles: dict[str, str] = {}
+    for event in tracker.get("events") or []:
+        kind = event.get("event")
+        if kind == "user" and event.get("text"):
+            text = event["text"]
+            out.append({"from": "user", "text": titles.get(text, text)})
+        elif kind == "bot":
+            data = event.get("data") or {}
+            message = {"text": event.get("text"), "buttons": data.get("buttons"),
+                       "image": data.get("image"), "custom": data.get("custom")}
+            titles = {b.get("payload"): b.get("title") for b in data.get("buttons") or []
+                      if isinstance(b, dict)}
+            for part in rest_messages("", [message]):
+                part.pop("recipient_id", None)
+                part["from"] = "bot"
+                out.append(part)
+        elif kind == "restart":
+            out.clear()
+    return out
+
+
+StateFn = Callable[[str], Awaitable[dict[str, Any] | None]]
+
+
+def widget_blueprint(tracker_of: StateFn, settings: dict[str, Any]) -> Blueprint:
+    """Routes for the widget; `tracker_of(id)` returns the Rasa tracker dict or None."""
+    bp = Blueprint("widget")
+    files = _load_files()
+
+    def serve_file(name: str) -> HTTPResponse:
+        if name not in files:
+            raise ApiError(404, f"no widget file named {name!r}", "NotFound")
+        body, ctype = files[name]
+        resp = response.raw(body, content_type=ctype)
+        resp.headers["Cache-Control"] = "no-cache"
+        return resp
+
+    @bp.get("/")
+    async def page(request: Request) -> HTTPResponse:
+        return serve_file("index.html")
+
+    @bp.get("/widget/frame")
+    async def frame(request: Request) -> HTTPResponse:
+        return serve_file("index.html")  # the server lets other sites frame this path only
+
+    @bp.get("/widget/<name:str>")
+    async def static(request: Request, name: str) -> HTTPResponse:
+        if name == "index.html":
+            return serve_file("index.html")
+        if name.endswith(".html"):
+            raise ApiError(404, f"no widget file named {name!r}", "NotFound")
+        resp = serve_file(name)
+        if name == "embed.js":  # other sites load it with a plain <script src>
+            resp.headers["Cross-Origin-Resource-Policy"] = "cross-origin"
+        return resp
+
+    @bp.get("/widget/state/<conversation_id:str>")
+    async def state(request: Request, conversation_id: str) -> HTTPResponse:
+        conversation_id = sender_id(conversation_id, "conversation_id")
+        tracker = await tracker_of(conversation_id)
+        slots = (tracker or {}).get("slots") or {}
+        return response.json({
+            "sender_id": conversation_id,
+            "triage_level": slots.get("triage_level") or "info",
+            "emergency_number": str(settings.get("emergency_number", "911")),
+            "crisis_line": str(settings.get("crisis_line", "988")),
+            "messages": transcript(tracker) if tracker else [],
+        })
+
+    return bp

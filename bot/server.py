@@ -1,0 +1,300 @@
+"""The HTTP app: Rasa's HTTP API, the REST and socket.io channels and the chat widget, one port.
+
+    create_app(agent, credentials)   -> a Sanic app (tests and `serve` build it the same way)
+    serve(root, host, port)          -> `bot run`
+    BackgroundServer(app)            -> the app on a loopback port in a thread (tests, benchmarks)
+
+Every request passes `bot.channels.guards` (size limit, auth token, CORS, rate limit, security
+headers; errors as one-line JSON). Message texts are never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import socket
+import threading
+import uuid
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from sanic import Request, Sanic, response
+from sanic.response import HTTPResponse
+
+from bot.channels.guards import (
+    ApiError,
+    Cors,
+    JsonErrorHandler,
+    add_security_headers,
+    check_token,
+    json_body,
+    optional_str,
+    parse_rate_limit,
+    required_text,
+    sender_id,
+)
+from bot.channels.openapi import openapi_document
+from bot.channels.rest import rest_blueprint
+from bot.channels.socketio import SocketIOChannel
+from bot.channels.widget import widget_blueprint
+
+logger = logging.getLogger(__name__)
+
+INCLUDE_EVENTS = ("ALL", "AFTER_RESTART", "APPLIED", "NONE")
+_app_numbers = itertools.count(1)
+
+
+def cors_from_credentials(credentials: dict[str, Any]) -> list[str]:
+    """`cors_origins` at the top level of credentials.yml or under `rest:` / `socketio:`."""
+    origins: list[str] = []
+    for section in (credentials, credentials.get("rest") or {}, credentials.get("socketio") or {}):
+        value = section.get("cors_origins") if isinstance(section, dict) else None
+        if isinstance(value, str):
+            value = [value]
+        for origin in value or []:
+            if origin not in origins:
+                origins.append(str(origin).rstrip("/"))
+    return origins
+
+
+def create_app(agent: Any, credentials: dict[str, Any] | None = None, *, token: str | None = None,
+               cors_origins: list[str] | None = None, max_request_bytes: int = 1_000_000,
+               rate_limit: str | tuple[int, float] | None = None,
+               frame_origins: list[str] | None = None) -> Sanic:
+    """One Sanic app for `agent`. Channels come from `credentials` (credentials.yml's dict):
+    `rest:` and `socketio:` keys enable them; with no credentials both are on.
+
+    token: Rasa's `--auth-token`, required (`?token=`) on /model/parse, /conversations, /status.
+    cors_origins: browser origins allowed to call the API and socket.io (added to the ones in
+    credentials.yml); `["*"]` allows any. rate_limit: `"COUNT/SECONDS"` of messages per sender
+    and per client address on the webhook and /model/parse; None = unlimited.
+    frame_origins: sites that may frame the widget via embed.js (default: the CORS origins,
+    else any site); `/` itself can never be framed.
+    """
+    from bot.agent import UserMessage  # the engine; imported late so `bot.server` stays cheap
+
+    credentials = dict(credentials) if credentials is not None else {"rest": None, "socketio": None}
+    origins = list(cors_origins or []) + [o for o in cors_from_credentials(credentials)
+                                          if o not in (cors_origins or [])]
+    cors = Cors(tuple(origins))
+    limiter = parse_rate_limit(rate_limit)
+    frames = frame_origins if frame_origins is not None else origins
+    frame_ancestors = "*" if not frames or "*" in frames else " ".join(frames)
+
+    app = Sanic(f"backline_{next(_app_numbers)}_{uuid.uuid4().hex[:8]}",
+                error_handler=JsonErrorHandler())
+    app.config.REQUEST_MAX_SIZE = max_request_bytes
+    app.config.WEBSOCKET_MAX_SIZE = max_request_bytes
+    app.config.ACCESS_LOG = False
+    app.config.MOTD = False
+    app.config.FALLBACK_ERROR_FORMAT = "json"
+    # TouchUp rewrites Sanic's class methods at startup, which fails for a second app in the
+    # same process (tests); the speed it buys is not measurable next to the engine.
+    app.config.TOUCHUP = False
+    app.ctx.agent = agent
+
+    async def handle(text: str, sender: str, metadata: dict[str, Any] | None,
+                     input_channel: str) -> list[dict[str, Any]]:
+        return await agent.handle_message(UserMessage(
+            text=text, sender_id=sender, metadata=metadata, input_channel=input_channel))
+
+    if "rest" in credentials:
+        app.blueprint(rest_blueprint(handle, rate_limiter=limiter))
+    if "socketio" in credentials:
+        SocketIOChannel.from_credentials(
+            handle, credentials.get("socketio"), cors_origins=origins or None,
+            max_message_bytes=max_request_bytes).attach(app)
+    app.blueprint(widget_blueprint(partial(agent.tracker_dict, include_events="AFTER_RESTART"),
+                                   getattr(agent, "settings", {}) or {}))
+
+    # -- Rasa's HTTP API ------------------------------------------------------------------------
+
+    @app.get("/health")
+    async def health(request: Request) -> HTTPResponse:
+        return response.json({"status": "ok"})
+
+    @app.get("/status")
+    async def status(request: Request) -> HTTPResponse:
+        check_token(request, token)
+        return response.json(agent.status())
+
+    @app.post("/model/parse")
+    async def parse(request: Request) -> HTTPResponse:
+        check_token(request, token)
+        if request.args.get("emulation_mode"):
+            raise ApiError(400, "emulation_mode is not supported; omit it for Rasa's format",
+                           "UnsupportedEmulation")
+        data = json_body(request)
+        text = required_text(data, "text")
+        message_id = optional_str(data, "message_id")
+        if limiter is not None:
+            limiter.check(f"ip:{request.remote_addr or request.ip}")
+        return response.json(await agent.parse(text, message_id=message_id))
+
+    @app.get("/conversations/<conversation_id:str>/tracker")
+    async def tracker(request: Request, conversation_id: str) -> HTTPResponse:
+        check_token(request, token)
+        conversation_id = sender_id(conversation_id, "conversation_id")
+        include = (request.args.get("include_events") or "AFTER_RESTART").upper()
+        if include not in INCLUDE_EVENTS:
+            raise ApiError(400, f"include_events must be one of {', '.join(INCLUDE_EVENTS)}",
+                           "InvalidParameter", field="include_events")
+        found = await agent.tracker_dict(conversation_id, include_events=include)
+        if found is None:
+            raise ApiError(404, f"no conversation with id {conversation_id!r}",
+                           "ConversationNotFound")
+        return response.json(found)
+
+    @app.delete("/conversations/<conversation_id:str>")
+    async def delete(request: Request, conversation_id: str) -> HTTPResponse:
+        check_token(request, token)
+        conversation_id = sender_id(conversation_id, "conversation_id")
+        if not await agent.delete_conversation(conversation_id):
+            raise ApiError(404, f"no conversation with id {conversation_id!r}",
+                           "ConversationNotFound")
+        return response.json({"deleted": conversation_id})
+
+    @app.get("/openapi.json")
+    async def openapi(request: Request) -> HTTPResponse:
+        return response.json(openapi_document(auth=bool(token)))
+
+    # -- what every request passes -------------------------------------------------------------
+
+    @app.on_request
+    async def preflight(request: Request) -> HTTPResponse | None:
+        if request.method == "OPTIONS" and "access-control-request-method" in request.headers:
+            if not request.path.startswith("/socket.io"):
+                return cors.preflight(request)
+        return None
+
+    @app.on_response
+    async def headers(request: Request, resp: HTTPResponse) -> None:
+        if request.path.startswith("/socket.io"):
+            return  # python-socketio answers CORS for its own endpoint
+        cors.apply(request, resp)
+        add_security_headers(
+            request, resp,
+            frame_ancestors=frame_ancestors if request.path == "/widget/frame" else "'none'")
+
+    return app
+
+
+# -- running it ---------------------------------------------------------------------------------
+
+def load_credentials(root: Path) -> dict[str, Any]:
+    import yaml
+
+    path = Path(root) / "credentials.yml"
+    if not path.exists():
+        return {"rest": None, "socketio": None}
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if data is None:
+        return {"rest": None, "socketio": None}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}:1: credentials.yml must be a mapping of channel names")
+    return data
+
+
+def _app_from_root(root: Path, opts: dict[str, Any]) -> Sanic:
+    from bot.agent import Agent
+
+    agent = Agent.load(root)
+    app = create_app(agent, load_credentials(root), **opts)
+
+    @app.after_server_stop
+    async def close_agent(app: Sanic) -> None:
+        await agent.close()
+
+    return app
+
+
+def serve(root: Path | str = ".", host: str = "127.0.0.1", port: int = 5005, workers: int = 1,
+          **opts: Any) -> None:
+    """`bot run`: serve the API, channels and widget until interrupted.
+
+    opts: token (default env BACKLINE_AUTH_TOKEN), cors_origins, max_request_bytes, rate_limit,
+    frame_origins -- see create_app. With workers > 1 each process loads its own Agent; keep
+    conversations consistent with a shared tracker and lock store (endpoints.yml).
+    """
+    root = Path(root).resolve()
+    opts = {k: v for k, v in opts.items() if v is not None}
+    if "auth_token" in opts:  # `bot run --auth-token`
+        opts["token"] = opts.pop("auth_token")
+    if isinstance(opts.get("cors_origins"), str):
+        opts["cors_origins"] = [o.strip() for o in opts["cors_origins"].split(",") if o.strip()]
+    opts.setdefault("token", os.environ.get("BACKLINE_AUTH_TOKEN") or None)
+    known = {"token", "cors_origins", "max_request_bytes", "rate_limit", "frame_origins"}
+    for key in set(opts) - known:
+        logger.warning("serve(): ignoring unknown option %r (known: %s)", key, sorted(known))
+        opts.pop(key)
+    if workers <= 1:
+        app = _app_from_root(root, opts)
+        app.run(host=host, port=port, single_process=True, access_log=False, motd=False)
+        return
+    from sanic.worker.loader import AppLoader
+
+    from bot.agent import Agent
+
+    Agent.load(root)  # train once here, not in every worker
+    loader = AppLoader(factory=partial(_app_from_root, root, opts))
+    app = loader.load()
+    app.prepare(host=host, port=port, workers=workers, access_log=False, motd=False)
+    Sanic.serve(primary=app, app_loader=loader)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+class ServerLoop:
+    """An event loop in a daemon thread that hosts one or more apps (tests, benchmarks).
+
+    Apps that share one Agent must share one loop: the Agent's locks and store connections
+    belong to the loop that first used them.
+    """
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="backline-server",
+                                        daemon=True)
+        self._thread.start()
+        self._servers: list[Any] = []
+
+    def run(self, coro: Any, timeout: float = 60) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def start(self, app: Sanic, host: str = "127.0.0.1", port: int | None = None) -> str:
+        """Serve `app` on host:port (a free port by default); returns its base URL."""
+        port = port or free_port(host)
+
+        async def start() -> Any:
+            server = await app.create_server(host=host, port=port, return_asyncio_server=True,
+                                             access_log=False)
+            await server.startup()
+            await server.before_start()
+            await server.after_start()
+            await server.start_serving()
+            return server
+
+        self._servers.append(self.run(start()))
+        return f"http://{host}:{port}"
+
+    def stop(self) -> None:
+        async def stop_all() -> None:
+            for server in reversed(self._servers):
+                await server.before_stop()
+                server.close()
+                await server.wait_closed()
+                await server.after_stop()
+
+        try:
+            self.run(stop_all(), timeout=30)
+        finally:
+            self._servers.clear()
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(timeout=10)
