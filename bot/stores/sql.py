@@ -1,0 +1,295 @@
+"""Conversations in SQL: an embedded SQLite file (the default) or PostgreSQL.
+
+One row per event in `conversation_events` (unique on sender_id + seq) and one row per
+conversation in `conversations`, which hands out sequence numbers and remembers the latest
+event time for `purge`. An append is one transaction: the conversation row is bumped (and
+row-locked) first, so concurrent appends to one conversation queue up instead of colliding.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    case,
+    delete,
+    event,
+    exc,
+    insert,
+    select,
+    text,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from bot.stores.base import StoreUnavailable, TrackerStore, event_timestamp, unavailable
+
+metadata = MetaData()
+
+conversations = Table(
+    "conversations",
+    metadata,
+    Column("sender_id", String(255), primary_key=True),
+    Column("last_seq", Integer, nullable=False),
+    Column("latest_timestamp", Float, nullable=False, index=True),
+)
+
+conversation_events = Table(
+    "conversation_events",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("sender_id", String(255), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("type_name", String(255), nullable=False),
+    Column("timestamp", Float, nullable=False),
+    Column("data", Text, nullable=False),
+    UniqueConstraint("sender_id", "seq", name="uq_conversation_events_sender_seq"),
+)
+
+# Serialises schema creation between workers starting at the same time (PostgreSQL).
+_SCHEMA_LOCK_KEY = 0x6261636B  # "back"
+_PURGE_CHUNK = 500
+_CONNECTION_ERRORS = (exc.OperationalError, exc.InterfaceError, OSError, TimeoutError)
+
+
+def sql_url(config: dict[str, Any], project_root: Path) -> URL:
+    """The SQLAlchemy URL for a Rasa-style `type: sql` section of endpoints.yml."""
+    raw_url = config.get("url")
+    if isinstance(raw_url, str) and "://" in raw_url:
+        url = make_url(raw_url)
+        backend = url.get_backend_name()
+        if backend in ("postgres", "postgresql"):
+            return url.set(drivername="postgresql+asyncpg")
+        if backend == "sqlite":
+            return _sqlite_url(url.database or "", project_root)
+        raise ValueError(
+            f"endpoints.yml: tracker_store url {url.render_as_string()!r} uses an unsupported "
+            "database; use postgresql://... or sqlite:///..."
+        )
+    dialect = str(config.get("dialect") or "sqlite").lower()
+    if dialect == "sqlite":
+        return _sqlite_url(str(config.get("db") or ".bot/conversations.db"), project_root)
+    if dialect in ("postgresql", "postgres", "postgresql+asyncpg"):
+        port = config.get("port")
+        return URL.create(
+            "postgresql+asyncpg",
+            username=config.get("username"),
+            password=None if config.get("password") is None else str(config["password"]),
+            host=raw_url or config.get("host") or "localhost",
+            port=int(port) if port else None,
+            database=config.get("db") or "postgres",
+            query=config.get("query") or {},
+        )
+    raise ValueError(
+        f"endpoints.yml: tracker_store dialect {dialect!r} is not supported; "
+        "use `dialect: sqlite` or `dialect: postgresql`"
+    )
+
+
+def _sqlite_url(db: str, project_root: Path) -> URL:
+    path = Path(db)
+    if not path.is_absolute():
+        path = project_root / path
+    return URL.create("sqlite+aiosqlite", database=str(path))
+
+
+def display_url(url: URL) -> str:
+    """The URL as people write it (no driver suffix), password masked."""
+    return url.set(drivername=url.get_backend_name()).render_as_string(hide_password=True)
+
+
+class SQLTrackerStore(TrackerStore):
+    """Tracker store on SQLAlchemy's async engine (aiosqlite or asyncpg)."""
+
+    def __init__(self, url: URL) -> None:
+        self.url = url
+        self.display_url = display_url(url)
+        self._password = url.password
+        self._is_sqlite = url.get_backend_name() == "sqlite"
+        self._schema_ready = False
+        self._engine = self._create_engine()
+        # Writes on SQLite take the write lock up front (BEGIN IMMEDIATE); see _create_engine.
+        self._writer = self._engine.execution_options(backline_write=True)
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], project_root: Path) -> "SQLTrackerStore":
+        return cls(sql_url(config, project_root))
+
+    def _create_engine(self) -> AsyncEngine:
+        if not self._is_sqlite:
+            return create_async_engine(
+                self.url,
+                pool_pre_ping=True,  # a connection the server dropped while idle is replaced
+                connect_args={"timeout": 5.0, "command_timeout": 30.0},
+            )
+        engine = create_async_engine(self.url, connect_args={"timeout": 30.0})
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _configure(dbapi_connection: Any, _record: Any) -> None:
+            # Let SQLAlchemy's "begin" event issue BEGIN itself (pysqlite would defer it).
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            # WAL + NORMAL survives a killed process; only a power cut can lose the last commit.
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _begin(connection: Any) -> None:
+            # A deferred transaction that reads and then writes can fail with "database is
+            # locked" despite busy_timeout; taking the write lock first makes writers queue.
+            write = connection.get_execution_options().get("backline_write")
+            connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+        return engine
+
+    @contextlib.asynccontextmanager
+    async def _guard(self) -> AsyncIterator[None]:
+        """Turn connection failures into StoreUnavailable (rolled back, nothing saved)."""
+        try:
+            yield
+        except StoreUnavailable:
+            raise
+        except _CONNECTION_ERRORS as error:
+            raise unavailable(self.display_url, error, self._password) from error
+        except exc.DBAPIError as error:
+            if error.connection_invalidated:
+                raise unavailable(self.display_url, error, self._password) from error
+            raise
+
+    def _make_parent_dir(self) -> None:
+        if self._is_sqlite:
+            Path(self.url.database or "").parent.mkdir(parents=True, exist_ok=True)
+
+    async def _ensure_schema(self) -> None:
+        if self._schema_ready:
+            return
+        async with self._guard():
+            self._make_parent_dir()
+        async with self._guard(), self._writer.begin() as conn:
+            if not self._is_sqlite:
+                await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK_KEY})
+            await conn.run_sync(metadata.create_all)
+        self._schema_ready = True
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[AsyncConnection]:
+        await self._ensure_schema()
+        async with self._guard(), self._writer.begin() as conn:
+            yield conn
+
+    @contextlib.asynccontextmanager
+    async def _reader(self) -> AsyncIterator[AsyncConnection]:
+        await self._ensure_schema()
+        async with self._guard(), self._engine.connect() as conn:
+            yield conn
+
+    def _upsert(self):  # type: ignore[no-untyped-def]
+        return (sqlite.insert if self._is_sqlite else postgresql.insert)(conversations)
+
+    async def load(self, sender_id: str) -> list[dict]:
+        query = (
+            select(conversation_events.c.data)
+            .where(conversation_events.c.sender_id == sender_id)
+            .order_by(conversation_events.c.seq)
+        )
+        async with self._reader() as conn:
+            rows = (await conn.execute(query)).scalars().all()
+        return [json.loads(row) for row in rows]
+
+    async def append(self, sender_id: str, events: list[dict]) -> None:
+        # Encode before touching the database: a bad event fails the whole append up front.
+        encoded = [json.dumps(event) for event in events]
+        if not encoded:
+            return
+        now = time.time()
+        stamps = [event_timestamp(event, now) for event in events]
+        count = len(encoded)
+        upsert = self._upsert().values(sender_id=sender_id, last_seq=count, latest_timestamp=max(stamps))
+        upsert = upsert.on_conflict_do_update(
+            index_elements=[conversations.c.sender_id],
+            set_={
+                "last_seq": conversations.c.last_seq + count,
+                "latest_timestamp": case(
+                    (
+                        upsert.excluded.latest_timestamp > conversations.c.latest_timestamp,
+                        upsert.excluded.latest_timestamp,
+                    ),
+                    else_=conversations.c.latest_timestamp,
+                ),
+            },
+        ).returning(conversations.c.last_seq)
+        async with self._transaction() as conn:
+            last_seq = (await conn.execute(upsert)).scalar_one()
+            first_seq = last_seq - count + 1
+            rows = [
+                {
+                    "sender_id": sender_id,
+                    "seq": first_seq + offset,
+                    "type_name": str(event.get("event", "")),
+                    "timestamp": stamp,
+                    "data": data,
+                }
+                for offset, (event, stamp, data) in enumerate(zip(events, stamps, encoded))
+            ]
+            await conn.execute(insert(conversation_events), rows)
+
+    async def delete(self, sender_id: str) -> bool:
+        async with self._transaction() as conn:
+            gone = await conn.execute(delete(conversations).where(conversations.c.sender_id == sender_id))
+            events_gone = await conn.execute(
+                delete(conversation_events).where(conversation_events.c.sender_id == sender_id)
+            )
+        return bool(gone.rowcount or events_gone.rowcount)
+
+    async def exists(self, sender_id: str) -> bool:
+        query = select(conversations.c.sender_id).where(conversations.c.sender_id == sender_id)
+        async with self._reader() as conn:
+            return (await conn.execute(query)).first() is not None
+
+    async def senders(self) -> list[str]:
+        async with self._reader() as conn:
+            return list((await conn.execute(select(conversations.c.sender_id))).scalars().all())
+
+    async def purge(self, older_than: float) -> int:
+        async with self._transaction() as conn:
+            # Deleting the conversation rows first locks them: an append racing with the purge
+            # either lands before (and keeps the conversation) or starts a fresh one after.
+            stale = (
+                await conn.execute(
+                    delete(conversations)
+                    .where(conversations.c.latest_timestamp < older_than)
+                    .returning(conversations.c.sender_id)
+                )
+            ).scalars().all()
+            for start in range(0, len(stale), _PURGE_CHUNK):
+                chunk = stale[start : start + _PURGE_CHUNK]
+                await conn.execute(
+                    delete(conversation_events).where(conversation_events.c.sender_id.in_(chunk))
+                )
+        return len(stale)
+
+    async def ping(self) -> None:
+        async with self._guard():
+            self._make_parent_dir()
+        async with self._guard(), self._engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def close(self) -> None:
+        await self._engine.dispose()
