@@ -8,6 +8,7 @@ row-locked) first, so concurrent appends to one conversation queue up instead of
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import time
@@ -122,6 +123,9 @@ class SQLTrackerStore(TrackerStore):
         self._password = url.password
         self._is_sqlite = url.get_backend_name() == "sqlite"
         self._schema_ready = False
+        # SQLite has one writer at a time; queueing writers of this process here is far
+        # cheaper than letting them spin in SQLite's busy handler (other processes still do).
+        self._write_turn: asyncio.Lock | None = asyncio.Lock() if self._is_sqlite else None
         self._engine = self._create_engine()
         # Writes on SQLite take the write lock up front (BEGIN IMMEDIATE); see _create_engine.
         self._writer = self._engine.execution_options(backline_write=True)
@@ -191,7 +195,8 @@ class SQLTrackerStore(TrackerStore):
     @contextlib.asynccontextmanager
     async def _transaction(self) -> AsyncIterator[AsyncConnection]:
         await self._ensure_schema()
-        async with self._guard(), self._writer.begin() as conn:
+        write_turn = self._write_turn or contextlib.nullcontext()
+        async with self._guard(), write_turn, self._writer.begin() as conn:
             yield conn
 
     @contextlib.asynccontextmanager
