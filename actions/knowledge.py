@@ -152,8 +152,17 @@ class _LineLoader(yaml.SafeLoader):
 
 
 def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> _LineDict:
-    data = _LineDict(loader.construct_mapping(node, deep=True))
+    loader.flatten_mapping(node)
+    data = _LineDict()
     data.line = node.start_mark.line + 1
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if key in data:
+            # A repeated key silently replaces the first entry; for clinical data that is a bug.
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key `{key}` appears twice in one mapping", key_node.start_mark
+            )
+        data[key] = loader.construct_object(value_node, deep=True)
     return data
 
 
@@ -170,7 +179,8 @@ def _read_yaml(path: Path) -> _LineDict:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise KnowledgeError(f"{where}: not valid YAML ({exc}). Fix the syntax.") from exc
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise KnowledgeError(f"{where}: not valid YAML ({problem}). Fix the syntax on that line.") from exc
     if not isinstance(data, dict):
         raise KnowledgeError(f"{path}: expected a mapping at the top level. Fix: start with `version: 1`.")
     return data
@@ -214,7 +224,10 @@ class _Checker:
         return value
 
     def ref(self, node: Mapping[str, Any], key: str, what: str, known: Sequence[str], file_hint: str) -> str:
-        value = self.text(node, key, what)
+        value = node.get(key)
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail(node, f"{what} has no `{key}`", f"add `{key}:` naming one of {', '.join(known)} (from {file_hint})")
+        value = value.strip()
         if value not in known:
             raise self.fail(
                 node,

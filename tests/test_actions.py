@@ -1,0 +1,438 @@
+"""The custom actions, run through rasa-sdk's ActionExecutor as Rasa's action server would."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sys
+from datetime import date
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # `pytest` (not `python -m pytest`) does not add the project root
+    sys.path.insert(0, str(ROOT))
+
+from rasa_sdk.executor import ActionExecutor  # noqa: E402
+
+from actions.knowledge import CONDITION_IDS, get_knowledge  # noqa: E402
+
+CONDITION_NAMES = "|".join(
+    re.escape(word) for cid in CONDITION_IDS for word in {cid.replace("_", " "), get_knowledge().conditions[cid].name}
+)
+DIAGNOSIS = [
+    re.compile(rf"\byou(?:'ve| have| might have| probably have| may have)\s+(?:a |an )?(?:{CONDITION_NAMES})", re.I),
+    re.compile(r"\bthis is\b", re.I),
+    re.compile(r"\bsounds like\b", re.I),
+    re.compile(r"\bdiagnos(?:is|ed) (?:you|with)\b", re.I),
+    re.compile(r"\byour diagnosis\b", re.I),
+]
+REFERRAL = re.compile(r"healthcare provider|call \{emergency_number\}", re.I)
+SAFETY_NET = "Get emergency care at once"
+
+
+# --------------------------------------------------------------------------- harness
+
+
+@pytest.fixture(scope="module")
+def domain() -> Dict[str, Any]:
+    return yaml.safe_load((ROOT / "domain.yml").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def executor() -> ActionExecutor:
+    ex = ActionExecutor()
+    ex.register_package("actions")
+    return ex
+
+
+def initial_slots(domain: Dict[str, Any]) -> Dict[str, Any]:
+    return {name: spec.get("initial_value") for name, spec in domain["slots"].items()}
+
+
+def make_tracker(
+    domain: Dict[str, Any],
+    texts: Iterable[str] = (),
+    slots: Optional[Dict[str, Any]] = None,
+    intent: str = "inform",
+    entities: Optional[List[Dict[str, Any]]] = None,
+    form: bool = False,
+    candidates: Optional[Dict[str, Any]] = None,
+) -> Dict[str, Any]:
+    """A tracker state as Rasa 3 sends it: session start, user turns, and for a running form
+    the form's slot candidates appended after the latest user message."""
+    texts = list(texts) or ["my back hurts"]
+    current = initial_slots(domain)
+    current.update(slots or {})
+    events: List[Dict[str, Any]] = [
+        {"event": "action", "name": "action_session_start", "timestamp": 1.0},
+        {"event": "session_started", "timestamp": 1.0},
+        {"event": "action", "name": "action_listen", "timestamp": 1.0},
+    ]
+    for i, text in enumerate(texts):
+        last = i == len(texts) - 1
+        events.append({
+            "event": "user", "timestamp": 2.0 + i, "text": text,
+            "parse_data": {"text": text, "intent": {"name": intent if last else "report_symptom", "confidence": 0.9},
+                           "entities": entities or [] if last else []},
+        })
+        if form and i == 0:
+            events.append({"event": "action", "name": "symptom_form", "timestamp": 2.0})
+            events.append({"event": "active_loop", "name": "symptom_form", "timestamp": 2.0})
+    for name, value in (candidates or {}).items():
+        events.append({"event": "slot", "name": name, "value": value, "timestamp": 9.0})
+        current[name] = value
+    return {
+        "sender_id": "test-user",
+        "slots": current,
+        "latest_message": {"text": texts[-1], "intent": {"name": intent, "confidence": 0.9}, "entities": entities or []},
+        "events": events,
+        "paused": False,
+        "followup_action": None,
+        "active_loop": {"name": "symptom_form"} if form else {},
+        "latest_action_name": "symptom_form" if form else "action_listen",
+    }
+
+
+def run(executor: ActionExecutor, name: str, tracker: Dict[str, Any], domain: Dict[str, Any]) -> Any:
+    result = asyncio.run(executor.run({"next_action": name, "tracker": tracker, "domain": domain, "sender_id": "test-user"}))
+    assert result is not None
+    return result
+
+
+def slot_events(result: Any) -> Dict[str, Any]:
+    return {e["name"]: e["value"] for e in result.events if e["event"] == "slot"}
+
+
+def texts_of(result: Any) -> List[str]:
+    return [m["text"] for m in result.responses if m.get("text")]
+
+
+def assert_never_diagnoses(texts: Iterable[str]) -> None:
+    for text in texts:
+        for pattern in DIAGNOSIS:
+            assert not pattern.search(text), f"diagnosis phrase {pattern.pattern!r} in: {text}"
+
+
+def assert_no_dose(texts: Iterable[str]) -> None:
+    for text in texts:
+        assert not re.search(r"\b\d+\s*(mg|ml|g|tablets?|pills?|capsules?)\b", text, re.I), text
+
+
+# --------------------------------------------------------------------------- session start
+
+
+def test_session_start_sends_disclaimer_and_carries_nothing(executor, domain) -> None:
+    tracker = make_tracker(domain, slots={"triage_level": "urgent", "red_flags": ["fever"], "body_part": "neck"})
+    result = run(executor, "action_session_start", tracker, domain)
+    assert [e["event"] for e in result.events] == ["session_started", "action"]
+    assert result.events[-1]["name"] == "action_listen"
+    assert [m["response"] for m in result.responses] == ["utter_disclaimer"]
+    assert "utter_disclaimer" in domain["responses"]
+
+
+def test_every_action_is_registered_and_declared_in_the_domain(executor, domain) -> None:
+    ours = {a.name for a in executor.list_actions()}
+    expected = {"action_session_start", "validate_symptom_form", "action_triage_result",
+                "action_visit_summary", "action_self_care", "action_explain_question"}
+    assert expected <= ours
+    assert ours <= set(domain["actions"]), f"not declared in domain.yml: {ours - set(domain['actions'])}"
+
+
+# --------------------------------------------------------------------------- triage result
+
+
+@pytest.mark.parametrize(
+    "message, expected",
+    [
+        ("I pulled something lifting a box", "muscle_strain"),
+        ("I hurt it at the gym yesterday", "muscle_strain"),
+        ("my back aches after sitting at my desk all day", "posture_strain"),
+        ("I slouch a lot and my back is sore", "posture_strain"),
+        ("my back seized up this morning", "muscle_spasm"),
+        ("there's a knot in my back that won't go", "muscle_spasm"),
+        ("weak back after months in bed", "muscle_atrophy"),
+        ("I'm out of shape and my back feels weak", "muscle_atrophy"),
+        ("it has hurt on and off for years", "chronic_back_pain"),
+        ("I fell off my bike", "back_injury"),
+        ("my back hurts since a car accident", "back_injury"),
+        ("I'm getting hunched and stooped", "hyperkyphosis"),
+        ("my shoulders are rounded and I'm getting stooped", "hyperkyphosis"),
+    ],
+)
+def test_triage_result_names_the_article_condition(executor, domain, message, expected) -> None:
+    result = run(executor, "action_triage_result", make_tracker(domain, [message]), domain)
+    slots = slot_events(result)
+    assert slots["conditions"][0] == expected
+    texts = texts_of(result)
+    body = "\n".join(texts)
+    assert "The reference article links symptoms like these to" in body
+    assert get_knowledge().conditions[expected].name in body
+    assert REFERRAL.search(body) and SAFETY_NET in body
+    assert_never_diagnoses(texts)
+    assert_no_dose(texts)
+    assert result.responses[-1]["response"] == "utter_offer_summary"
+
+
+@pytest.mark.parametrize(
+    "message",
+    ["I didn't fall, it just aches", "no accident or anything, I keep falling asleep on the sofa"],
+)
+def test_negated_or_excluded_mentions_do_not_count(executor, domain, message) -> None:
+    result = run(executor, "action_triage_result", make_tracker(domain, [message]), domain)
+    assert "back_injury" not in slot_events(result)["conditions"]
+
+
+def test_slots_count_too_trigger_and_duration(executor, domain) -> None:
+    tracker = make_tracker(domain, ["my back hurts"], slots={"trigger": "lifting boxes at work"})
+    assert slot_events(run(executor, "action_triage_result", tracker, domain))["conditions"] == ["muscle_strain"]
+    tracker = make_tracker(domain, ["my back hurts"], slots={"duration": "a few months"})
+    assert slot_events(run(executor, "action_triage_result", tracker, domain))["conditions"] == ["chronic_back_pain"]
+    tracker = make_tracker(domain, ["my back hurts"], slots={"duration": "2 weeks"})
+    assert slot_events(run(executor, "action_triage_result", tracker, domain))["conditions"] == []
+
+
+def test_nothing_matches_gives_general_article_causes_and_still_refers(executor, domain) -> None:
+    result = run(executor, "action_triage_result", make_tracker(domain, ["my back hurts"]), domain)
+    slots = slot_events(result)
+    assert slots == {"conditions": [], "triage_level": "routine"}  # info rises: a symptom was reported
+    body = "\n".join(texts_of(result))
+    for cause in ("strain", "posture", "weak"):
+        assert cause in body
+    assert "book a visit with a healthcare provider" in body and SAFETY_NET in body
+    assert_never_diagnoses(texts_of(result))
+
+
+@pytest.mark.parametrize(
+    "slots, level, must_say",
+    [
+        ({"triage_level": "urgent", "red_flags": ["fever"]}, "urgent", "today or within the next 24 hours"),
+        ({"triage_level": "emergency", "red_flags": ["bladder_bowel"]}, "emergency", "call {emergency_number}"),
+        # Levels never drop, and a flag alone is enough to set the level.
+        ({"triage_level": "emergency", "red_flags": []}, "emergency", "call {emergency_number}"),
+        ({"triage_level": "routine", "red_flags": ["leg_weakness"]}, "emergency", "call {emergency_number}"),
+    ],
+)
+def test_referral_follows_the_triage_level(executor, domain, slots, level, must_say) -> None:
+    result = run(executor, "action_triage_result", make_tracker(domain, ["I pulled something lifting"], slots=slots), domain)
+    assert slot_events(result)["triage_level"] == level
+    texts = texts_of(result)
+    assert must_say in texts[0], "with a warning sign the referral comes first"
+    assert SAFETY_NET in texts[-1]
+    if level == "emergency":
+        assert not any("Self-care ideas" in t for t in texts), "self-care waits in an emergency"
+    assert_never_diagnoses(texts)
+
+
+def test_long_lasting_pain_books_the_visit_soon(executor, domain) -> None:
+    soon = "book that visit soon"
+    long = run(executor, "action_triage_result", make_tracker(domain, slots={"duration": "8 weeks"}), domain)
+    short = run(executor, "action_triage_result", make_tracker(domain, slots={"duration": "3 weeks"}), domain)
+    assert any(soon in t for t in texts_of(long))
+    assert not any(soon in t for t in texts_of(short))
+
+
+def test_only_this_sessions_messages_count(executor, domain) -> None:
+    tracker = make_tracker(domain, ["my back seized up"])
+    tracker["events"] = [{"event": "user", "text": "I fell off a ladder"}] + tracker["events"]
+    assert "back_injury" not in slot_events(run(executor, "action_triage_result", tracker, domain))["conditions"]
+
+
+# --------------------------------------------------------------------------- form: info slots
+
+
+def validate(executor, domain, requested: str, text: str, intent: str = "inform",
+             candidates: Optional[Dict[str, Any]] = None, slots: Optional[Dict[str, Any]] = None) -> Any:
+    state = dict(slots or {})
+    state["requested_slot"] = requested
+    tracker = make_tracker(domain, ["my back hurts", text], slots=state, intent=intent, form=True, candidates=candidates)
+    return run(executor, "validate_symptom_form", tracker, domain)
+
+
+@pytest.mark.parametrize(
+    "answer, stored",
+    [("7", "7"), ("7/10", "7"), ("seven", "7"), ("about a 6", "6"), ("6-7", "7"), ("0", "0"), ("10 out of 10", "10"),
+     ("not given", "not given")],
+)
+def test_severity_is_read_from_digits_and_words(executor, domain, answer, stored) -> None:
+    result = validate(executor, domain, "severity", answer, candidates={"severity": answer})
+    assert slot_events(result)["severity"] == stored
+    assert texts_of(result) == []
+
+
+@pytest.mark.parametrize("answer", ["12", "11/10", "-1", "pretty bad"])
+def test_severity_out_of_range_is_asked_again(executor, domain, answer) -> None:
+    result = validate(executor, domain, "severity", answer, candidates={"severity": answer})
+    assert slot_events(result)["severity"] is None
+    assert any("0" in t and "10" in t for t in texts_of(result))
+
+
+def test_severity_without_entity_is_read_from_the_text(executor, domain) -> None:
+    assert slot_events(validate(executor, domain, "severity", "hmm about a 5"))["severity"] == "5"
+
+
+def test_very_severe_pain_is_a_warning_sign(executor, domain) -> None:
+    result = validate(executor, domain, "severity", "9/10", candidates={"severity": "9/10"},
+                      slots={"triage_level": "routine"})
+    slots = slot_events(result)
+    assert slots["severity"] == "9"
+    assert slots["red_flags"] == ["severe_pain"] and slots["triage_level"] == "urgent"
+
+
+@pytest.mark.parametrize("answer", ["since yesterday", "3 weeks", "a few months", "2 yrs", "3", "on and off for years",
+                                    "since Monday", "10 days"])
+def test_duration_keeps_the_users_words(executor, domain, answer) -> None:
+    result = validate(executor, domain, "duration", answer, candidates={"duration": answer})
+    assert slot_events(result) == {"duration": answer}
+
+
+def test_duration_without_a_time_is_asked_again(executor, domain) -> None:
+    result = validate(executor, domain, "duration", "purple", candidates={"duration": "purple"})
+    assert slot_events(result)["duration"] is None
+    assert any("how long" in t for t in texts_of(result))
+
+
+@pytest.mark.parametrize(
+    "answer, stored",
+    [("lower back", "lower back"), ("low back", "lower back"), ("my mid-back", "middle back"),
+     ("between my shoulder blades", "upper back"), ("neck", "neck"), ("one side", "one side"),
+     ("lower back on the left", "lower back, left side"), ("not given", "not given")],
+)
+def test_body_part_is_normalised(executor, domain, answer, stored) -> None:
+    assert slot_events(validate(executor, domain, "body_part", answer, candidates={"body_part": answer}))["body_part"] == stored
+
+
+def test_trigger_from_free_text_but_not_from_a_question(executor, domain) -> None:
+    assert slot_events(validate(executor, domain, "trigger", "lifting a heavy box"))["trigger"] == "lifting a heavy box"
+    assert "trigger" not in slot_events(validate(executor, domain, "trigger", "why do you ask?", intent="why_ask"))
+
+
+# --------------------------------------------------------------------------- form: screening
+
+
+@pytest.mark.parametrize(
+    "intent, text, present",
+    [("affirm", "yes", True), ("deny", "no", False), ("skip", "not sure", True), ("skip", "don't know", True),
+     ("deny", "no idea", True),  # uncertainty in the words beats a misread intent
+     ("inform", "yes a little", True), ("inform", "nope", False)],
+)
+def test_screening_answers(executor, domain, intent, text, present) -> None:
+    result = validate(executor, domain, "screen_fever", text, intent=intent, slots={"triage_level": "routine"})
+    slots = slot_events(result)
+    assert slots["screen_fever"] is present
+    if present:
+        assert slots["red_flags"] == ["fever"] and slots["triage_level"] == "urgent"
+    else:
+        assert "red_flags" not in slots and "triage_level" not in slots
+
+
+@pytest.mark.parametrize(
+    "slot, flag, level",
+    [("screen_bladder_bowel", "bladder_bowel", "emergency"), ("screen_saddle_numbness", "saddle_numbness", "emergency"),
+     ("screen_leg", "leg_weakness", "emergency"), ("screen_leg_numbness", "leg_numbness", "urgent"),
+     ("screen_fever", "fever", "urgent"), ("screen_injury", "major_trauma", "emergency"),
+     ("screen_cancer", "cancer_history", "urgent"), ("screen_weight_loss", "weight_loss", "urgent"),
+     ("screen_night_pain", "night_pain", "urgent")],
+)
+def test_each_screening_question_raises_its_flag(executor, domain, slot, flag, level) -> None:
+    result = validate(executor, domain, slot, "yes", intent="affirm", slots={"red_flags": ["fever"], "triage_level": "urgent"})
+    slots = slot_events(result)
+    assert slots[slot] is True
+    assert slots.get("red_flags", ["fever"]) == (["fever"] if flag == "fever" else ["fever", flag])
+    assert slots.get("triage_level", "urgent") == level
+
+
+def test_level_never_drops(executor, domain) -> None:
+    result = validate(executor, domain, "screen_fever", "yes", intent="affirm",
+                      slots={"red_flags": ["bladder_bowel"], "triage_level": "emergency"})
+    slots = slot_events(result)
+    assert slots["red_flags"] == ["bladder_bowel", "fever"]
+    assert slots.get("triage_level", "emergency") == "emergency"
+    result = validate(executor, domain, "screen_fever", "no", intent="deny",
+                      slots={"red_flags": ["bladder_bowel"], "triage_level": "emergency"})
+    assert slot_events(result) == {"screen_fever": False}
+
+
+def test_answered_screening_question_is_left_alone(executor, domain) -> None:
+    # The safety screen already recorded "no fever" from free text: a later "yes" is for another question.
+    result = validate(executor, domain, "screen_cancer", "yes", intent="affirm", slots={"screen_fever": False})
+    slots = slot_events(result)
+    assert slots["screen_cancer"] is True and "screen_fever" not in slots
+
+
+def test_unclear_screening_answer_fills_nothing(executor, domain) -> None:
+    assert "screen_fever" not in slot_events(validate(executor, domain, "screen_fever", "my knee", intent="inform"))
+    assert "screen_fever" not in slot_events(validate(executor, domain, "screen_fever", "why?", intent="why_ask"))
+
+
+def test_every_screening_slot_of_the_form_is_handled(domain) -> None:
+    from actions.form import ValidateSymptomForm
+
+    knowledge = get_knowledge()
+    for slot in domain["forms"]["symptom_form"]["required_slots"]:
+        assert slot in knowledge.questions, f"questions.yml has no entry for {slot}"
+        assert hasattr(ValidateSymptomForm, f"validate_{slot}")
+        if slot.startswith("screen_"):
+            assert hasattr(ValidateSymptomForm, f"extract_{slot}")
+            assert knowledge.level_of(knowledge.questions[slot].flag) in ("urgent", "emergency")
+
+
+# --------------------------------------------------------------------------- self-care, summary, why
+
+
+def test_self_care_for_conditions_has_sources_and_no_doses(executor, domain) -> None:
+    result = run(executor, "action_self_care", make_tracker(domain, slots={"conditions": ["muscle_spasm"]}), domain)
+    texts = texts_of(result)
+    body = "\n".join(texts)
+    assert "Massage" in body and "Foam roller" in body and "Staying hydrated" in body
+    assert "check with your healthcare provider first" in body
+    assert "ask a pharmacist" in body
+    main_items = [i for i in get_knowledge().conditions["muscle_spasm"].self_care if not get_knowledge().self_care[i].gap]
+    for iid in main_items:
+        item = get_knowledge().self_care[iid]
+        assert f"• {item.title}: {item.text} (Source: {get_knowledge().citation(item.source)})" in body
+    assert_no_dose(texts)
+    assert_never_diagnoses(texts)
+    assert REFERRAL.search(texts[-1])
+
+
+def test_self_care_without_conditions_is_general(executor, domain) -> None:
+    texts = texts_of(run(executor, "action_self_care", make_tracker(domain), domain))
+    for iid in get_knowledge().general_self_care:
+        assert get_knowledge().self_care[iid].title in texts[0]
+
+
+def test_visit_summary(executor, domain) -> None:
+    slots = {"body_part": "lower back", "duration": "3 weeks", "severity": "6", "trigger": "lifting",
+             "screen_bladder_bowel": False, "screen_fever": True, "red_flags": ["fever"], "triage_level": "urgent",
+             "conditions": ["muscle_strain"]}
+    result = run(executor, "action_visit_summary", make_tracker(domain, ["I pulled something lifting a box"], slots=slots), domain)
+    text = texts_of(result)[0]
+    assert "not a diagnosis" in text and date.today().isoformat()[:4] in text
+    assert "I pulled something lifting a box" in text and "6/10" in text
+    assert "Fever or chills: present or unsure" in text
+    assert "New trouble peeing or controlling bladder or bowels: absent" in text
+    assert "Pain at night or at rest: not asked" in text
+    assert "muscle strain" in text and "within 24 hours" in text
+    assert_never_diagnoses([text])
+    payload = result.responses[1]["custom"]["visit_summary"]
+    assert payload["triage_level"] == "urgent" and payload["red_flags"] == ["fever"]
+    assert payload["screening"]["screen_fever"]["answer"] == "present or unsure"
+    assert payload["screening"]["screen_night_pain"]["answer"] == "not asked"
+    assert payload["related_conditions"] == [{"id": "muscle_strain", "name": "muscle strain"}]
+    assert date.fromisoformat(payload["date"])
+
+
+def test_explain_question_during_the_form(executor, domain) -> None:
+    tracker = make_tracker(domain, ["why do you ask?"], slots={"requested_slot": "screen_fever"}, intent="why_ask", form=True)
+    texts = texts_of(run(executor, "action_explain_question", tracker, domain))
+    assert texts == [get_knowledge().questions["screen_fever"].why]
+
+
+def test_explain_question_without_a_form(executor, domain) -> None:
+    result = run(executor, "action_explain_question", make_tracker(domain, ["why?"], intent="why_ask"), domain)
+    assert [m["response"] for m in result.responses] == ["utter_why_general"]
+    assert "utter_why_general" in domain["responses"]
