@@ -24,6 +24,11 @@ from actions.triage import (
 
 RESULT_SELF_CARE_ITEMS = 5  # the result stays short; "self-care" on request lists them all
 SUMMARY_OWN_WORDS = 8
+# Answers and requests that say nothing about the back, left out of "in their own words".
+SUMMARY_SKIP_INTENTS = (
+    "affirm", "deny", "skip", "why_ask", "stop", "thank", "goodbye", "greet", "request_summary",
+    "bot_challenge", "help",
+)
 SUMMARY_NOTE = "This summary is not a diagnosis. It lists what was reported in a chat with Backline, an automated helper."
 
 
@@ -126,6 +131,11 @@ class ActionVisitSummary(Action):
         return []
 
 
+def _plain(text: Optional[str]) -> Optional[str]:
+    """User words without braces: the engine fills {placeholders} in every outgoing text."""
+    return text.replace("{", "(").replace("}", ")") if isinstance(text, str) else text
+
+
 def build_summary(knowledge: Knowledge, tracker: Tracker) -> Dict[str, Any]:
     report = _report(tracker)
     screening: Dict[str, Dict[str, Optional[str]]] = {}
@@ -141,13 +151,13 @@ def build_summary(knowledge: Knowledge, tracker: Tracker) -> Dict[str, Any]:
     return {
         "date": datetime.now(timezone.utc).date().isoformat(),
         "reported": {
-            "body_part": report.body_part,
-            "duration": report.duration,
-            "severity": report.severity,
-            "trigger": report.trigger,
-            "symptoms": list(report.symptoms),
+            "body_part": _plain(report.body_part),
+            "duration": _plain(report.duration),
+            "severity": _plain(report.severity),
+            "trigger": _plain(report.trigger),
+            "symptoms": [_plain(s) for s in report.symptoms],
         },
-        "own_words": list(report.texts[-SUMMARY_OWN_WORDS:]),
+        "own_words": [_plain(t) for t in user_texts(tracker.events, SUMMARY_SKIP_INTENTS)[-SUMMARY_OWN_WORDS:]],
         "screening": screening,
         "red_flags": list(tracker.get_slot("red_flags") or []),
         "triage_level": level,

@@ -227,8 +227,12 @@ def _unique(items: Iterable[str]) -> List[str]:
     return seen
 
 
-def user_texts(events: Sequence[Dict[str, Any]]) -> List[str]:
-    """The user's own messages since the session (or conversation) last started."""
+def user_texts(events: Sequence[Dict[str, Any]], skip_intents: Iterable[str] = ()) -> List[str]:
+    """The user's own messages since the session (or conversation) last started.
+
+    `skip_intents` leaves out messages such as bare "yes"/"no" answers.
+    """
+    skip = set(skip_intents)
     texts: List[str] = []
     for event in events:
         kind = event.get("event")
@@ -236,6 +240,7 @@ def user_texts(events: Sequence[Dict[str, Any]]) -> List[str]:
             texts = []
         elif kind == "user":
             text = (event.get("text") or "").strip()
-            if text and not text.startswith("/"):  # button payloads are not the user's words
+            intent = (((event.get("parse_data") or {}).get("intent")) or {}).get("name")
+            if text and not text.startswith("/") and intent not in skip:  # payloads are not the user's words
                 texts.append(text)
     return texts

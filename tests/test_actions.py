@@ -409,8 +409,11 @@ def test_visit_summary(executor, domain) -> None:
     slots = {"body_part": "lower back", "duration": "3 weeks", "severity": "6", "trigger": "lifting",
              "screen_bladder_bowel": False, "screen_fever": True, "red_flags": ["fever"], "triage_level": "urgent",
              "conditions": ["muscle_strain"]}
-    result = run(executor, "action_visit_summary", make_tracker(domain, ["I pulled something lifting a box"], slots=slots), domain)
+    tracker = make_tracker(domain, ["I pulled something lifting a box {emergency_number}", "no"], slots=slots, intent="deny")
+    result = run(executor, "action_visit_summary", tracker, domain)
     text = texts_of(result)[0]
+    assert '"no"' not in text, "bare answers are not the user's description"
+    assert "{" not in text, "user words must not carry placeholders the engine would fill"
     assert "not a diagnosis" in text and date.today().isoformat()[:4] in text
     assert "I pulled something lifting a box" in text and "6/10" in text
     assert "Fever or chills: present or unsure" in text
