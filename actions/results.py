@@ -54,6 +54,12 @@ def _report(tracker: Tracker) -> Report:
     )
 
 
+def _reported_symptom(report: Report, tracker: Tracker) -> bool:
+    """Whether the user has described a back symptom in this session (then at least routine)."""
+    given = (report.body_part, report.duration, report.severity, report.trigger)
+    return any(v and v != NOT_GIVEN for v in given) or bool(report.symptoms or tracker.get_slot("conditions"))
+
+
 def _level(knowledge: Knowledge, tracker: Tracker, floor: str = "info") -> str:
     """Current triage level, never below what the red flags or `floor` require."""
     level = raise_level(tracker.get_slot("triage_level"), floor)
@@ -105,7 +111,7 @@ class ActionSelfCare(Action):
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]) -> List[EventType]:
         knowledge = get_knowledge()
         condition_ids = [c for c in tracker.get_slot("conditions") or [] if c in knowledge.conditions]
-        level = _level(knowledge, tracker)
+        level = _level(knowledge, tracker, floor="routine" if _reported_symptom(_report(tracker), tracker) else "info")
         if condition_ids:
             names = ", ".join(knowledge.conditions[c].name for c in condition_ids)
             intro = f"Self-care ideas the article describes for problems like {names}:"
@@ -144,10 +150,7 @@ def build_summary(knowledge: Knowledge, tracker: Tracker) -> Dict[str, Any]:
         answer = "not asked" if value is None else ("present or unsure" if value else "absent")
         question = knowledge.questions[slot]
         screening[slot] = {"question": question.label, "flag": question.flag, "answer": answer}
-    reported_symptom = any(
-        v and v != NOT_GIVEN for v in (report.body_part, report.duration, report.severity, report.trigger)
-    ) or bool(report.symptoms or tracker.get_slot("conditions"))
-    level = _level(knowledge, tracker, floor="routine" if reported_symptom else "info")
+    level = _level(knowledge, tracker, floor="routine" if _reported_symptom(report, tracker) else "info")
     return {
         "date": datetime.now(timezone.utc).date().isoformat(),
         "reported": {

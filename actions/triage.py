@@ -193,7 +193,7 @@ def conditions_text(knowledge: Knowledge, condition_ids: Sequence[str]) -> str:
         c = knowledge.conditions[cid]
         lines.append(f"• {c.name}: {c.description}")
     cited = _unique(knowledge.citation(knowledge.conditions[cid].source) for cid in condition_ids)
-    lines.append("Sources: " + " ".join(cited))
+    lines.append("Sources: " + "; ".join(cited))
     lines.append("These are possibilities to talk over with a provider, not a diagnosis: only a healthcare provider who examines you can find the actual cause.")
     return "\n".join(lines)
 
@@ -205,7 +205,7 @@ def self_care_text(knowledge: Knowledge, item_ids: Sequence[str], intro: str) ->
     for item in main:
         lines.append(f"• {item.title}: {item.text} (Source: {knowledge.citation(item.source)})")
     if gap:
-        lines.append("Exercises physical therapists commonly use (general practice, as the article's own list is not available to me):")
+        lines.append("Examples physical therapists often use (general practice, not taken from the article):")
         for item in gap:
             lines.append(f"• {item.title}: {item.text}")
     lines.append(knowledge.framing_after)
