@@ -193,6 +193,13 @@ def test_slots_count_too_trigger_and_duration(executor, domain) -> None:
     assert slot_events(run(executor, "action_triage_result", tracker, domain))["conditions"] == ["chronic_back_pain"]
     tracker = make_tracker(domain, ["my back hurts"], slots={"duration": "2 weeks"})
     assert slot_events(run(executor, "action_triage_result", tracker, domain))["conditions"] == []
+    # Values as the NLU's synonyms store them (data/nlu.yml).
+    tracker = make_tracker(domain, ["my back hurts"], slots={"symptom": ["spasms"], "trigger": "sneezing"})
+    assert slot_events(run(executor, "action_triage_result", tracker, domain))["conditions"] == ["muscle_spasm"]
+    tracker = make_tracker(domain, ["my back hurts"], slots={"trigger": "sitting"})
+    assert slot_events(run(executor, "action_triage_result", tracker, domain))["conditions"] == ["posture_strain"]
+    tracker = make_tracker(domain, ["I hurt it bending over to pick up my kid"])
+    assert slot_events(run(executor, "action_triage_result", tracker, domain))["conditions"] == ["muscle_strain"]
 
 
 def test_nothing_matches_gives_general_article_causes_and_still_refers(executor, domain) -> None:
