@@ -324,7 +324,8 @@ def test_trigger_from_free_text_but_not_from_a_question(executor, domain) -> Non
     "intent, text, present",
     [("affirm", "yes", True), ("deny", "no", False), ("skip", "not sure", True), ("skip", "don't know", True),
      ("deny", "no idea", True),  # uncertainty in the words beats a misread intent
-     ("inform", "yes a little", True), ("inform", "nope", False)],
+     ("inform", "yes a little", True), ("inform", "nope", False), ("inform", "not really", False),
+     ("deny", "I don't think so", True), ("inform", "probably not", True)],  # hedges count as present
 )
 def test_screening_answers(executor, domain, intent, text, present) -> None:
     result = validate(executor, domain, "screen_fever", text, intent=intent, slots={"triage_level": "routine"})
