@@ -9,7 +9,7 @@ emergency or urgent message.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Optional, Text
+from typing import Any, Callable, Dict, Optional, Text, Tuple
 
 from rasa_sdk import Tracker
 from rasa_sdk.executor import CollectingDispatcher
@@ -43,7 +43,7 @@ DURATION_REASK = "Sorry, I didn't catch how long. You can say something like \"s
 MAX_TEXT = 200
 
 
-def _latest(tracker: Tracker) -> tuple[Optional[str], str]:
+def _latest(tracker: Tracker) -> Tuple[Optional[str], str]:
     message = tracker.latest_message or {}
     intent = (message.get("intent") or {}).get("name")
     if intent and intent.split("/")[0] in CONTROL_INTENTS:
@@ -209,5 +209,3 @@ class ValidateSymptomForm(FormValidationAction):
     validate_screen_weight_loss = _screen_validator("screen_weight_loss")
     validate_screen_night_pain = _screen_validator("screen_night_pain")
 
-
-__all__: List[str] = ["ValidateSymptomForm"]
