@@ -414,6 +414,11 @@ def test_factories_pick_the_configured_stores(tmp_path: Path) -> None:
     pg = create_tracker_store({"type": "sql", "url": "postgres://u:pw@db.example:5433/bot?ssl=require"}, tmp_path)
     assert isinstance(pg, SQLTrackerStore)
     assert pg.display_url == "postgresql://u:***@db.example:5433/bot?ssl=require"
+    rasa_style = create_tracker_store({"type": "sql", "dialect": "postgresql", "url": "db.example",
+                                       "username": "u", "password": "pw", "db": "bot",
+                                       "query": {"sslmode": "require"}}, tmp_path)
+    assert isinstance(rasa_style, SQLTrackerStore)
+    assert rasa_style.display_url == "postgresql://u:***@db.example/bot?ssl=require"
     assert isinstance(create_lock_store(None), InMemoryLockStore)
     assert type(create_lock_store({"type": "redis", "url": "127.0.0.1"})).__name__ == "RedisLockStore"
 

@@ -75,7 +75,7 @@ def sql_url(config: dict[str, Any], project_root: Path) -> URL:
         url = make_url(raw_url)
         backend = url.get_backend_name()
         if backend in ("postgres", "postgresql"):
-            return url.set(drivername="postgresql+asyncpg")
+            return url.set(drivername="postgresql+asyncpg", query=_asyncpg_query(dict(url.query)))
         if backend == "sqlite":
             return _sqlite_url(url.database or "", project_root)
         raise ValueError(
@@ -94,12 +94,20 @@ def sql_url(config: dict[str, Any], project_root: Path) -> URL:
             host=raw_url or config.get("host") or "localhost",
             port=int(port) if port else None,
             database=config.get("db") or "postgres",
-            query=config.get("query") or {},
+            query=_asyncpg_query(config.get("query") or {}),
         )
     raise ValueError(
         f"endpoints.yml: tracker_store dialect {dialect!r} is not supported; "
         "use `dialect: sqlite` or `dialect: postgresql`"
     )
+
+
+def _asyncpg_query(query: dict[str, Any]) -> dict[str, Any]:
+    """Rasa configs carry libpq's `sslmode`; asyncpg calls the same setting `ssl`."""
+    query = {str(key): value for key, value in query.items()}
+    if "sslmode" in query:
+        query.setdefault("ssl", query.pop("sslmode"))
+    return query
 
 
 def _sqlite_url(db: str, project_root: Path) -> URL:
