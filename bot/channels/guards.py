@@ -18,6 +18,8 @@ from sanic.exceptions import PayloadTooLarge, SanicException
 from sanic.handlers import ErrorHandler
 from sanic.response import HTTPResponse
 
+from bot.stores.base import StoreUnavailable
+
 logger = logging.getLogger(__name__)
 
 MAX_SENDER_ID_CHARS = 256
@@ -54,6 +56,12 @@ class JsonErrorHandler(ErrorHandler):
             resp = error_response(exception.status, exception.message, exception.reason,
                                   **exception.extra)
             resp.headers.update(exception.headers)
+            return resp
+        if isinstance(exception, StoreUnavailable):
+            logger.error("%s", exception)  # names the store, masks passwords, no message text
+            resp = error_response(503, "the conversation store is unavailable; try again soon",
+                                  "StoreUnavailable")
+            resp.headers["Retry-After"] = "5"
             return resp
         if isinstance(exception, (asyncio.CancelledError, ConnectionError)):
             # the client went away (e.g. a socket.io websocket closed): nobody to answer

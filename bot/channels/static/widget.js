@@ -75,26 +75,56 @@
     }
   }
 
+  /* The visit summary (action_visit_summary's `custom.visit_summary`) as plain text. */
   function summaryText(summary) {
     if (typeof summary === "string") return summary;
-    if (summary && typeof summary.text === "string") return summary.text;
-    var lines = ["Backline visit summary", "Created " + new Date().toLocaleString(), ""];
-    function label(key) {
-      var words = String(key).replace(/_/g, " ");
-      return words.charAt(0).toUpperCase() + words.slice(1);
-    }
-    function value(v) {
-      if (v === null || v === undefined || v === "") return "not given";
-      if (Array.isArray(v)) return v.length ? v.map(value).join("; ") : "none";
+    summary = summary || {};
+    function shown(v) {
+      if (v === null || v === undefined || v === "" || v === "not given") return "not given";
+      if (Array.isArray(v)) return v.length ? v.map(shown).join(", ") : "none";
       if (typeof v === "object") {
-        return Object.keys(v).map(function (k) { return label(k) + ": " + value(v[k]); }).join("; ");
+        return Object.keys(v).map(function (k) { return k.replace(/_/g, " ") + ": " + shown(v[k]); }).join("; ");
       }
       return String(v);
     }
-    Object.keys(summary || {}).forEach(function (key) {
-      lines.push(label(key) + ": " + value(summary[key]));
+    var lines = ["Backline visit summary" + (summary.date ? " (" + summary.date + ")" : "")];
+    if (summary.note) lines.push(String(summary.note));
+    var reported = summary.reported || {};
+    lines.push("", "What was reported:",
+      "- Where: " + shown(reported.body_part),
+      "- How long: " + shown(reported.duration),
+      "- Pain score: " + (shown(reported.severity) === "not given" ? "not given" : shown(reported.severity) + "/10"),
+      "- Started with or worse with: " + shown(reported.trigger));
+    if (reported.symptoms && reported.symptoms.length) {
+      lines.push("- Symptoms mentioned: " + shown(reported.symptoms));
+    }
+    if (summary.own_words && summary.own_words.length) {
+      lines.push("- In their own words: " + summary.own_words.map(function (t) { return "\"" + t + "\""; }).join(" / "));
+    }
+    var screening = summary.screening || {};
+    var keys = Object.keys(screening);
+    if (keys.length) {
+      lines.push("", "Warning-sign questions:");
+      keys.forEach(function (k) {
+        var item = screening[k] || {};
+        lines.push("- " + (item.question || k.replace(/_/g, " ")) + ": " + shown(item.answer));
+      });
+    }
+    var flags = summary.red_flags || [];
+    lines.push("", "Warning signs noted: " + (flags.length ? flags.map(function (f) { return String(f).replace(/_/g, " "); }).join(", ") : "none"));
+    if (summary.triage_level) lines.push("Triage level: " + summary.triage_level);
+    if (summary.advice) lines.push("Suggested urgency: " + summary.advice);
+    var related = summary.related_conditions || [];
+    if (related.length) {
+      lines.push("Conditions the reference article links to symptoms like these: " +
+        related.map(function (c) { return c && c.name ? c.name : String(c); }).join(", "));
+    }
+    var known = ["date", "note", "reported", "own_words", "screening", "red_flags", "triage_level", "advice", "related_conditions"];
+    Object.keys(summary).forEach(function (k) {
+      if (known.indexOf(k) < 0) lines.push(k.replace(/_/g, " ") + ": " + shown(summary[k]));
     });
-    lines.push("", "Backline is not a doctor and cannot diagnose. Bring this to your healthcare provider.");
+    lines.push("", "Backline is not a doctor and cannot diagnose. Please show this to your healthcare provider;",
+      "they will make their own assessment.");
     return lines.join("\n");
   }
 
