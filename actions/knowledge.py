@@ -3,6 +3,7 @@ questions, sources), plus the danger-sign levels from the safety layer's red_fla
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from dataclasses import dataclass, field
@@ -11,6 +12,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import yaml
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "data" / "knowledge"
 ENV_DIR = "BACKLINE_KNOWLEDGE_DIR"
@@ -431,8 +434,9 @@ def read_red_flag_levels(path: Path) -> Dict[str, str]:
     if not path.is_file():
         return {}
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, OSError, UnicodeDecodeError):
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except (yaml.YAMLError, OSError, UnicodeDecodeError) as exc:
+        logger.warning("%s unreadable (%s); using the levels in questions.yml", path, type(exc).__name__)
         return {}
     if isinstance(data, dict):
         for key in ("red_flags", "flags"):
