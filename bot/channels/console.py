@@ -1,0 +1,92 @@
+"""Terminal chat (`bot shell`): colours on a terminal, plain text when piped, buttons as numbers."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import uuid
+from typing import Any, TextIO
+
+RESET, BOT, USER, DIM, ALERT = "\033[0m", "\033[1;36m", "\033[1;32m", "\033[2m", "\033[1;31m"
+HELP = "Type a message. A number picks a button. /restart starts over, Ctrl-D (or /quit) quits."
+
+
+class Console:
+    def __init__(self, agent: Any, sender: str, out: TextIO, color: bool) -> None:
+        self.agent = agent
+        self.sender = sender
+        self.out = out
+        self.color = color
+        self.buttons: list[dict[str, Any]] = []
+
+    def _paint(self, code: str, text: str) -> str:
+        return f"{code}{text}{RESET}" if self.color else text
+
+    def show(self, replies: list[dict[str, Any]]) -> None:
+        self.buttons = []
+        for reply in replies:
+            text = reply.get("text")
+            if text:
+                alert = any(w in text for w in ("emergency", "Crisis", "crisis"))
+                prefix = self._paint(ALERT if alert else BOT, "Backline:")
+                self.out.write(f"{prefix} {text}\n")
+            summary = (reply.get("custom") or {}).get("visit_summary")
+            if summary and not text:
+                self.out.write(self._paint(DIM, "(visit summary data attached)") + "\n")
+            for button in reply.get("buttons") or []:
+                self.buttons.append(button)
+                self.out.write(self._paint(DIM, f"  {len(self.buttons)}. {button.get('title')}") + "\n")
+        self.out.flush()
+
+    def resolve(self, line: str) -> str:
+        """A number picks a button's payload; anything else is sent as typed."""
+        stripped = line.strip()
+        if stripped.isdigit() and 1 <= int(stripped) <= len(self.buttons):
+            return self.buttons[int(stripped) - 1].get("payload") or stripped
+        return stripped
+
+    async def send(self, text: str) -> None:
+        from bot.agent import UserMessage
+
+        replies = await self.agent.handle_message(UserMessage(text, self.sender, input_channel="cmdline"))
+        self.show(replies)
+
+
+def run_console(project: str, *, sender: str | None = None, color: bool = True,
+                stdin: TextIO | None = None, stdout: TextIO | None = None) -> int:
+    from bot.agent import Agent
+
+    stdin = stdin or sys.stdin
+    stdout = stdout or sys.stdout
+    interactive = stdin.isatty() and stdout.isatty()
+    agent = Agent.load(project, progress=sys.stderr.isatty())
+    console = Console(agent, sender or f"shell-{uuid.uuid4().hex[:8]}", stdout, color and stdout.isatty())
+
+    async def loop() -> None:
+        if interactive:
+            stdout.write(console._paint(DIM, HELP) + "\n")
+        console.show(await agent.start_conversation(console.sender, input_channel="cmdline"))
+        while True:
+            if interactive:
+                stdout.write(console._paint(USER, "You: "))
+                stdout.flush()
+            line = await asyncio.get_running_loop().run_in_executor(None, stdin.readline)
+            if not line:
+                break
+            text = console.resolve(line)
+            if not text:
+                continue
+            if text in ("/quit", "/exit"):
+                break
+            if not interactive:
+                stdout.write(f"You: {text}\n")
+            await console.send(text)
+        await agent.close()
+
+    try:
+        asyncio.run(loop())
+    except KeyboardInterrupt:
+        pass
+    if interactive:
+        stdout.write("\nBye. Take care of your back.\n")
+    return 0

@@ -1,0 +1,384 @@
+"""Backline's spaCy components: typo normaliser, data-driven entity extractor, and the
+character-n-gram bag-of-features text classifier architecture used by `textcat`."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Iterable
+
+import numpy
+import srsly
+from murmurhash.mrmr import hash_unicode
+from spacy.language import Language
+from spacy.lookups import Lookups
+from spacy.matcher import PhraseMatcher
+from spacy.matcher.levenshtein import levenshtein
+from spacy.tokens import Doc, Span
+
+_WORD = re.compile(r"[a-z][a-z']+$")
+
+if not Doc.has_extension("entities"):
+    Doc.set_extension("entities", default=None)
+
+
+# -- typo normaliser ------------------------------------------------------------------------
+
+@Language.factory("backline_normalizer", default_config={"max_edits": 1, "min_length": 3})
+def make_normalizer(nlp: Language, name: str, max_edits: int, min_length: int) -> "TypoNormalizer":
+    return TypoNormalizer(nlp, name, max_edits=max_edits, min_length=min_length)
+
+
+class TypoNormalizer:
+    """Maps unknown words to the closest word of the training vocabulary ("bak" -> "back").
+
+    Sets `token.norm_` (and the lemma, from the lookup lemmatizer's table) so every later
+    component sees the corrected word. Candidates come from a deletion index (SymSpell) and
+    are confirmed with spaCy's Levenshtein distance, so a message costs a few dict lookups.
+    """
+
+    def __init__(self, nlp: Language, name: str, *, max_edits: int = 1, min_length: int = 3) -> None:
+        self.nlp = nlp
+        self.name = name
+        self.max_edits = max_edits
+        self.min_length = min_length
+        self.vocab_words: dict[str, int] = {}
+        self._deletes: dict[str, list[str]] = {}
+
+    def initialize(self, get_examples=None, *, nlp: Language | None = None, words: Iterable[str] = ()) -> None:
+        counts: dict[str, int] = {}
+        for word in words:
+            word = word.lower()
+            if _WORD.match(word):
+                counts[word] = counts.get(word, 0) + 1
+        self.vocab_words = counts
+        self._build()
+
+    def _build(self) -> None:
+        deletes: dict[str, list[str]] = {}
+        for word in self.vocab_words:
+            if len(word) < self.min_length:
+                continue
+            for i in range(len(word)):
+                deletes.setdefault(word[:i] + word[i + 1:], []).append(word)
+        self._deletes = deletes
+
+    def correct(self, word: str) -> str | None:
+        """The known word one edit away from `word`, most frequent first; None when unsure."""
+        if word in self.vocab_words or len(word) < self.min_length or not _WORD.match(word):
+            return None
+        candidates = set(self._deletes.get(word, ()))           # user dropped a letter
+        if len(word) >= 4:
+            for i in range(len(word)):
+                variant = word[:i] + word[i + 1:]
+                if variant in self.vocab_words and len(variant) >= 4:
+                    candidates.add(variant)                       # user added a letter
+                candidates.update(self._deletes.get(variant, ()))  # swapped/replaced letter
+        best = None
+        for cand in candidates:
+            if levenshtein(word, cand, self.max_edits + 1) > self.max_edits:
+                continue
+            if best is None or self.vocab_words[cand] > self.vocab_words[best] or (
+                    self.vocab_words[cand] == self.vocab_words[best] and cand < best):
+                best = cand
+        return best
+
+    def __call__(self, doc: Doc) -> Doc:
+        table = None
+        for token in doc:
+            lower = token.lower_
+            fixed = self.correct(lower)
+            if fixed is None:
+                continue
+            token.norm_ = fixed
+            if table is None:
+                table = _lemma_table(self.nlp)
+            token.lemma_ = table.get(fixed, fixed)
+        return doc
+
+    def to_bytes(self, *, exclude: Iterable[str] = ()) -> bytes:
+        return srsly.msgpack_dumps({"vocab_words": self.vocab_words})
+
+    def from_bytes(self, data: bytes, *, exclude: Iterable[str] = ()) -> "TypoNormalizer":
+        self.vocab_words = dict(srsly.msgpack_loads(data)["vocab_words"])
+        self._build()
+        return self
+
+    def to_disk(self, path, *, exclude: Iterable[str] = ()) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "vocab_words.msgpack").write_bytes(self.to_bytes())
+
+    def from_disk(self, path, *, exclude: Iterable[str] = ()) -> "TypoNormalizer":
+        return self.from_bytes((path / "vocab_words.msgpack").read_bytes())
+
+
+def _lemma_table(nlp: Language) -> Any:
+    if "lemmatizer" in nlp.pipe_names:
+        return nlp.get_pipe("lemmatizer").lookups.get_table("lemma_lookup", {})
+    return {}
+
+
+# -- entity extractor -----------------------------------------------------------------------
+
+@Language.factory("backline_entities", default_config={"use_lookup_tables": True, "use_regexes": True,
+                                                        "use_word_boundaries": True})
+def make_entities(nlp: Language, name: str, use_lookup_tables: bool, use_regexes: bool,
+                  use_word_boundaries: bool) -> "EntityExtractor":
+    return EntityExtractor(nlp, name, use_lookup_tables=use_lookup_tables, use_regexes=use_regexes,
+                           use_word_boundaries=use_word_boundaries)
+
+
+class EntityExtractor:
+    """Entities from the training data: annotated examples, lookup tables (matched on the
+    typo-corrected lemma, so "lowr backs" finds "lower back") and regexes; values mapped
+    through the synonyms. Writes Rasa-shaped dicts to `doc._.entities`."""
+
+    def __init__(self, nlp: Language, name: str, *, use_lookup_tables: bool = True, use_regexes: bool = True,
+                 use_word_boundaries: bool = True) -> None:
+        self.nlp = nlp
+        self.name = name
+        self.use_lookup_tables = use_lookup_tables
+        self.use_regexes = use_regexes
+        self.use_word_boundaries = use_word_boundaries
+        self.phrases: dict[str, list[str]] = {}
+        self.regexes: dict[str, list[str]] = {}
+        self.synonyms: dict[str, str] = {}
+        self._matcher: PhraseMatcher | None = None
+        self._compiled: list[tuple[str, re.Pattern[str]]] = []
+
+    def initialize(self, get_examples=None, *, nlp: Language | None = None, phrases=None, regexes=None,
+                   synonyms=None) -> None:
+        self.phrases = {k: sorted(set(v)) for k, v in (phrases or {}).items()} if self.use_lookup_tables else {}
+        self.regexes = dict(regexes or {}) if self.use_regexes else {}
+        self.synonyms = dict(synonyms or {})
+        self._build()
+
+    def _build(self) -> None:
+        self._matcher = PhraseMatcher(self.nlp.vocab, attr="LEMMA")
+        pre = [name for name in self.nlp.pipe_names if name not in (self.name, "intent_classifier")]
+        for entity, phrases in self.phrases.items():
+            docs = []
+            for phrase in phrases:
+                doc = self.nlp.make_doc(phrase)
+                for pipe_name in pre:
+                    doc = self.nlp.get_pipe(pipe_name)(doc)
+                docs.append(doc)
+            self._matcher.add(entity, docs)
+        self._compiled = []
+        for entity, patterns in self.regexes.items():
+            for pattern in patterns:
+                self._compiled.append((entity, re.compile(pattern, re.IGNORECASE)))
+
+    def __call__(self, doc: Doc) -> Doc:
+        found: list[dict[str, Any]] = []
+        if self._matcher is not None and self.phrases:
+            spans = [Span(doc, s, e, label=label) for label, s, e in self._matcher(doc)]
+            for span in _longest_first(spans):
+                ent = self._entity(span.label_, span.text, span.start_char, span.end_char, "RegexEntityExtractor")
+                normalised = " ".join(t.norm_ for t in span)
+                if "processors" not in ent and normalised != span.text.lower():
+                    ent["value"] = self.synonyms.get(normalised, normalised)  # typo-corrected form
+                found.append(ent)
+        text = doc.text
+        for entity, pattern in self._compiled:
+            for match in pattern.finditer(text):
+                start, end = match.span()
+                if start == end:
+                    continue
+                found.append(self._entity(entity, text[start:end], start, end, "RegexEntityExtractor"))
+        doc._.entities = _dedupe(found)
+        return doc
+
+    def _entity(self, entity: str, surface: str, start: int, end: int, extractor: str) -> dict[str, Any]:
+        result = {"entity": entity, "start": start, "end": end, "value": surface, "extractor": extractor}
+        synonym = self.synonyms.get(surface.lower())
+        if synonym is not None:
+            result["value"] = synonym
+            result["processors"] = ["EntitySynonymMapper"]
+        return result
+
+    def to_bytes(self, *, exclude: Iterable[str] = ()) -> bytes:
+        return srsly.msgpack_dumps({"phrases": self.phrases, "regexes": self.regexes, "synonyms": self.synonyms})
+
+    def from_bytes(self, data: bytes, *, exclude: Iterable[str] = ()) -> "EntityExtractor":
+        loaded = srsly.msgpack_loads(data)
+        self.phrases, self.regexes, self.synonyms = loaded["phrases"], loaded["regexes"], loaded["synonyms"]
+        self._build()
+        return self
+
+    def to_disk(self, path, *, exclude: Iterable[str] = ()) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "entities.msgpack").write_bytes(self.to_bytes())
+
+    def from_disk(self, path, *, exclude: Iterable[str] = ()) -> "EntityExtractor":
+        return self.from_bytes((path / "entities.msgpack").read_bytes())
+
+
+def _longest_first(spans: list[Span]) -> list[Span]:
+    chosen: list[Span] = []
+    taken: set[int] = set()
+    for span in sorted(spans, key=lambda s: (-(s.end - s.start), s.start)):
+        if taken.isdisjoint(range(span.start, span.end)):
+            chosen.append(span)
+            taken.update(range(span.start, span.end))
+    return sorted(chosen, key=lambda s: s.start)
+
+
+def _dedupe(entities: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Keep one entity per overlapping region of the same type, preferring the longer one."""
+    result: list[dict[str, Any]] = []
+    for ent in sorted(entities, key=lambda e: (-(e["end"] - e["start"]), e["start"])):
+        if any(o["entity"] == ent["entity"] and o["start"] < ent["end"] and ent["start"] < o["end"] for o in result):
+            continue
+        result.append(ent)
+    return sorted(result, key=lambda e: (e["start"], e["entity"]))
+
+
+# -- intent classifier --------------------------------------------------------------------------
+
+def doc_features(doc: Doc, ngram_min: int, ngram_max: int) -> list[str]:
+    """Features of one doc: normalised words, lemmas, word bigrams and character n-grams."""
+    feats: list[str] = []
+    norms = [t.norm_ for t in doc if not t.is_punct and not t.is_space]
+    for norm in norms:
+        feats.append("w=" + norm)
+        padded = f"<{norm}>"
+        for n in range(ngram_min, ngram_max + 1):
+            for i in range(len(padded) - n + 1):
+                feats.append("c=" + padded[i:i + n])
+    for token in doc:
+        if not token.is_punct and not token.is_space:
+            feats.append("l=" + token.lemma_.lower())
+    for first, second in zip(norms, norms[1:]):
+        feats.append(f"b={first}|{second}")
+    if not feats:
+        feats.append("<empty>")
+    return feats
+
+
+@Language.factory("backline_intent_classifier",
+                  default_config={"ngram_min": 2, "ngram_max": 4, "hash_length": 2 ** 18})
+def make_intent_classifier(nlp: Language, name: str, ngram_min: int, ngram_max: int,
+                           hash_length: int) -> "IntentClassifier":
+    return IntentClassifier(name, ngram_min=ngram_min, ngram_max=ngram_max, hash_length=hash_length)
+
+
+class IntentClassifier:
+    """Multinomial logistic regression over hashed word, lemma, bigram and character n-gram
+    features (what Rasa's LogisticRegressionClassifier does over CountVectors), trained with
+    cross-entropy and Adam in numpy. Trains in seconds on CPU, costs microseconds per
+    message, and tolerates typos through shared character n-grams. Writes `doc.cats`."""
+
+    def __init__(self, name: str, *, ngram_min: int = 2, ngram_max: int = 4, hash_length: int = 2 ** 18) -> None:
+        self.name = name
+        self.ngram_min = ngram_min
+        self.ngram_max = ngram_max
+        self.hash_length = hash_length
+        self.labels: list[str] = []
+        self.columns: dict[int, int] = {}      # hashed feature -> weight row
+        self.W = numpy.zeros((0, 0), dtype="float32")
+        self.b = numpy.zeros((0,), dtype="float32")
+
+    # features
+    def _vector(self, doc: Doc) -> tuple[numpy.ndarray, numpy.ndarray]:
+        counts: dict[int, float] = {}
+        for feat in doc_features(doc, self.ngram_min, self.ngram_max):
+            column = self.columns.get(hash_unicode(feat) % self.hash_length)
+            if column is not None:
+                counts[column] = counts.get(column, 0.0) + 1.0
+        if not counts:
+            return numpy.zeros(0, dtype="int64"), numpy.zeros(0, dtype="float32")
+        idx = numpy.fromiter(counts.keys(), dtype="int64", count=len(counts))
+        val = numpy.fromiter(counts.values(), dtype="float32", count=len(counts))
+        return idx, val / numpy.sqrt((val * val).sum())   # L2: long messages don't shout louder
+
+    def predict_proba(self, doc: Doc) -> numpy.ndarray:
+        idx, val = self._vector(doc)
+        logits = self.b + (val[:, None] * self.W[idx]).sum(axis=0) if len(idx) else self.b.copy()
+        logits = logits - logits.max()
+        exp = numpy.exp(logits)
+        return exp / exp.sum()
+
+    def __call__(self, doc: Doc) -> Doc:
+        if self.labels:
+            probs = self.predict_proba(doc)
+            doc.cats = {label: float(p) for label, p in zip(self.labels, probs)}
+        return doc
+
+    def train(self, docs: list[Doc], labels: list[str], *, epochs: int = 40, batch_size: int = 32,
+              learn_rate: float = 0.05, l2: float = 1e-5, seed: int = 42, progress=None) -> None:
+        self.labels = sorted(set(labels))
+        label_index = {label: i for i, label in enumerate(self.labels)}
+        self.columns = {}
+        for doc in docs:
+            for feat in doc_features(doc, self.ngram_min, self.ngram_max):
+                self.columns.setdefault(hash_unicode(feat) % self.hash_length, len(self.columns))
+        n_feat, n_cls = len(self.columns), len(self.labels)
+        self.W = numpy.zeros((n_feat, n_cls), dtype="float32")
+        self.b = numpy.zeros(n_cls, dtype="float32")
+        vectors = [self._vector(doc) for doc in docs]
+        y = numpy.array([label_index[label] for label in labels])
+        rng = numpy.random.default_rng(seed)
+        m_w, v_w = numpy.zeros_like(self.W), numpy.zeros_like(self.W)
+        m_b, v_b = numpy.zeros_like(self.b), numpy.zeros_like(self.b)
+        beta1, beta2, eps, step = 0.9, 0.999, 1e-8, 0
+        for epoch in range(epochs):
+            order = rng.permutation(len(docs))
+            total = 0.0
+            for start in range(0, len(order), batch_size):
+                batch = order[start:start + batch_size]
+                idx = numpy.concatenate([vectors[i][0] for i in batch])
+                val = numpy.concatenate([vectors[i][1] for i in batch])
+                owner = numpy.repeat(numpy.arange(len(batch)), [len(vectors[i][0]) for i in batch])
+                logits = numpy.tile(self.b, (len(batch), 1))
+                numpy.add.at(logits, owner, val[:, None] * self.W[idx])
+                logits -= logits.max(axis=1, keepdims=True)
+                probs = numpy.exp(logits)
+                probs /= probs.sum(axis=1, keepdims=True)
+                total += float(-numpy.log(probs[numpy.arange(len(batch)), y[batch]] + 1e-12).sum())
+                grad = probs
+                grad[numpy.arange(len(batch)), y[batch]] -= 1.0
+                grad /= len(batch)
+                g_w = numpy.zeros_like(self.W)
+                numpy.add.at(g_w, idx, val[:, None] * grad[owner])
+                g_w += l2 * self.W
+                g_b = grad.sum(axis=0)
+                step += 1
+                for param, g, m, v in ((self.W, g_w, m_w, v_w), (self.b, g_b, m_b, v_b)):
+                    m *= beta1
+                    m += (1 - beta1) * g
+                    v *= beta2
+                    v += (1 - beta2) * g * g
+                    m_hat = m / (1 - beta1 ** step)
+                    v_hat = v / (1 - beta2 ** step)
+                    param -= learn_rate * m_hat / (numpy.sqrt(v_hat) + eps)
+            if progress:
+                progress(epoch + 1, epochs, total / max(1, len(docs)))
+
+    # serialisation (spaCy component protocol)
+    def to_bytes(self, *, exclude: Iterable[str] = ()) -> bytes:
+        return srsly.msgpack_dumps({
+            "labels": self.labels, "ngram_min": self.ngram_min, "ngram_max": self.ngram_max,
+            "hash_length": self.hash_length, "columns": list(self.columns.items()),
+            "W": self.W.tobytes(), "W_shape": list(self.W.shape), "b": self.b.tobytes()})
+
+    def from_bytes(self, data: bytes, *, exclude: Iterable[str] = ()) -> "IntentClassifier":
+        msg = srsly.msgpack_loads(data)
+        self.labels = list(msg["labels"])
+        self.ngram_min, self.ngram_max, self.hash_length = msg["ngram_min"], msg["ngram_max"], msg["hash_length"]
+        self.columns = {int(k): int(v) for k, v in msg["columns"]}
+        self.W = numpy.frombuffer(msg["W"], dtype="float32").reshape(msg["W_shape"]).copy()
+        self.b = numpy.frombuffer(msg["b"], dtype="float32").copy()
+        return self
+
+    def to_disk(self, path, *, exclude: Iterable[str] = ()) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "model.msgpack").write_bytes(self.to_bytes())
+
+    def from_disk(self, path, *, exclude: Iterable[str] = ()) -> "IntentClassifier":
+        return self.from_bytes((path / "model.msgpack").read_bytes())
+
+
+def lemma_lookups() -> Lookups:
+    """The English lookup lemma table from spacy-lookups-data (installed locally, no download)."""
+    from spacy.lookups import load_lookups
+    return load_lookups("en", ["lemma_lookup"])

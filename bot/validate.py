@@ -1,0 +1,183 @@
+"""`bot validate`: domain vs data consistency, each problem as `file:line: what (fix)`."""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from pathlib import Path
+
+from bot.dialogue.domain import BUILTIN_ACTIONS
+from bot.nlu.pipeline import NLU_FALLBACK, parse_intent_payload
+from bot.project import Project, load_project
+from bot.yamlio import line_of
+
+_PLACEHOLDER = re.compile(r"(?<!\{)\{([A-Za-z_][A-Za-z0-9_]*)\}(?!\})")
+SETTINGS_PLACEHOLDERS = {"emergency_number", "crisis_line"}
+
+
+def _where(path: str | Path, line: int | None) -> str:
+    return f"{path}:{line}" if line else str(path)
+
+
+def validate_project(root: Path) -> tuple[list[str], list[str]]:
+    """Returns (errors, warnings). A project that does not load at all raises ProjectError."""
+    project = load_project(root)
+    errors: list[str] = []
+    warnings: list[str] = []
+    _check_intents(project, errors, warnings)
+    _check_actions_and_responses(project, errors, warnings)
+    _check_slots_and_forms(project, errors)
+    _check_duplicates(project, errors)
+    _check_rule_conflicts(project, errors)
+    return errors, warnings
+
+
+def _domain_line(project: Project, section: str, key: str | None = None) -> str:
+    raw = project.domain.raw
+    line = line_of(raw, section)
+    if key is not None and isinstance(raw.get(section), dict):
+        line = line_of(raw[section], key)
+    return _where(project.domain.path, line)
+
+
+def _check_intents(project: Project, errors: list[str], warnings: list[str]) -> None:
+    domain_intents = set(project.domain.intents)
+    seen: dict[str, tuple[str, int]] = {}
+    for ex in project.nlu.examples:
+        base = ex.intent.split("/")[0]
+        seen.setdefault(ex.intent, (ex.path, ex.line))
+        if base not in domain_intents:
+            errors.append(f"{_where(ex.path, ex.line)}: intent `{ex.intent}` is not in domain.yml; "
+                          f"add `- {base}` under `intents:`")
+        for ent in ex.entities:
+            if ent["entity"] not in project.domain.entities:
+                errors.append(f"{_where(ex.path, ex.line)}: entity `{ent['entity']}` is not in domain.yml; "
+                              f"add it under `entities:`")
+    trained = {i.split("/")[0] for i in seen}
+    for intent in domain_intents - trained:
+        warnings.append(f"{_domain_line(project, 'intents')}: intent `{intent}` has no training examples")
+    for story in project.rules + project.stories:
+        for step, line in zip(story.steps, story.step_lines):
+            if step[0] == "intent" and step[1] not in domain_intents and step[1] != NLU_FALLBACK \
+                    and step[1].split("/")[0] not in domain_intents:
+                errors.append(f"{_where(story.path, line)}: intent `{step[1]}` is used in "
+                              f"{'rule' if story.is_rule else 'story'} `{story.name}` but not in domain.yml")
+    retrieval = {i for i in seen if "/" in i}
+    for intent in retrieval:
+        if f"utter_{intent}" not in project.domain.responses:
+            path, line = seen[intent]
+            errors.append(f"{_where(path, line)}: retrieval intent `{intent}` has no response "
+                          f"`utter_{intent}` in domain.yml")
+    for name in project.domain.responses:
+        if name.startswith("utter_") and "/" in name and name[len("utter_"):] not in retrieval:
+            warnings.append(f"{_domain_line(project, 'responses', name)}: response `{name}` has no "
+                            f"training examples for `{name[len('utter_'):]}`")
+
+
+def _check_actions_and_responses(project: Project, errors: list[str], warnings: list[str]) -> None:
+    domain = project.domain
+    known = set(domain.action_names)
+    for story in project.rules + project.stories:
+        kind = "rule" if story.is_rule else "story"
+        for step, line in zip(story.steps, story.step_lines):
+            if step[0] != "action":
+                continue
+            name = step[1]
+            if name in known or (name.startswith("utter_") and domain.retrieval_responses(name)):
+                continue
+            if name.startswith("utter_"):
+                errors.append(f"{_where(story.path, line)}: response `{name}` is used in {kind} `{story.name}` "
+                              f"but not defined in domain.yml; add it under `responses:`")
+            else:
+                errors.append(f"{_where(story.path, line)}: action `{name}` is used in {kind} `{story.name}` "
+                              f"but not listed in domain.yml; add it under `actions:`")
+    implemented = _implemented_actions(project)
+    if implemented is not None:
+        for name in domain.actions:
+            if name not in implemented and name not in BUILTIN_ACTIONS:
+                errors.append(f"{_domain_line(project, 'actions')}: custom action `{name}` is listed in "
+                              f"domain.yml but no class in actions/ returns that name")
+    slots = set(domain.slots)
+    intents = set(domain.intents)
+    for name, variations in domain.responses.items():
+        where = _domain_line(project, "responses", name)
+        for variation in variations:
+            for placeholder in _PLACEHOLDER.findall(str(variation.get("text") or "")):
+                if placeholder not in slots and placeholder not in SETTINGS_PLACEHOLDERS:
+                    errors.append(f"{where}: response `{name}` uses `{{{placeholder}}}` which is neither a slot "
+                                  f"nor a setting ({', '.join(sorted(SETTINGS_PLACEHOLDERS))})")
+            for button in variation.get("buttons") or []:
+                payload = str(button.get("payload") or "").replace("{{", "{").replace("}}", "}")
+                parsed = parse_intent_payload(payload) if payload.startswith("/") else None
+                if payload.startswith("/") and (parsed is None or parsed[0].split("/")[0] not in intents
+                                                and parsed[0] not in ("restart", "session_start")):
+                    errors.append(f"{where}: button `{button.get('title')}` of `{name}` sends `{payload}`, "
+                                  f"which is not a known intent payload")
+
+
+def _implemented_actions(project: Project) -> set[str] | None:
+    try:
+        from bot.actions.runner import InProcessRunner
+
+        return InProcessRunner(project.root).names
+    except Exception:  # the actions package itself is broken: that is reported by running it
+        return None
+
+
+def _check_slots_and_forms(project: Project, errors: list[str]) -> None:
+    domain = project.domain
+    for form in domain.forms.values():
+        where = _domain_line(project, "forms", form.name)
+        for slot in form.required_slots:
+            if slot not in domain.slots:
+                errors.append(f"{where}: form `{form.name}` requires slot `{slot}` which is not in `slots:`")
+            elif not any(n in domain.responses for n in (f"utter_ask_{slot}", f"utter_ask_{form.name}_{slot}")) \
+                    and f"action_ask_{slot}" not in domain.actions:
+                errors.append(f"{where}: form `{form.name}` asks for `{slot}` but there is no response "
+                              f"`utter_ask_{slot}`; add one under `responses:`")
+    for name, slot in domain.slots.items():
+        for mapping in slot.mappings:
+            if mapping.get("type") == "from_entity" and mapping["entity"] not in domain.entities:
+                errors.append(f"{_domain_line(project, 'slots', name)}: slot `{name}` maps from entity "
+                              f"`{mapping['entity']}` which is not in `entities:`")
+            for cond in mapping.get("conditions") or []:
+                if cond.get("active_loop") and cond["active_loop"] not in domain.forms:
+                    errors.append(f"{_domain_line(project, 'slots', name)}: slot `{name}` mapping condition "
+                                  f"names form `{cond['active_loop']}` which is not in `forms:`")
+    for story in project.rules + project.stories:
+        for step, line in zip(story.steps + story.conditions, story.step_lines + [story.line] * len(story.conditions)):
+            if step[0] == "slot" and step[1] not in domain.slots:
+                errors.append(f"{_where(story.path, line)}: slot `{step[1]}` is not in domain.yml `slots:`")
+            if step[0] == "active_loop" and step[1] and step[1] not in domain.forms:
+                errors.append(f"{_where(story.path, line)}: active_loop `{step[1]}` is not a form in domain.yml")
+
+
+def _check_duplicates(project: Project, errors: list[str]) -> None:
+    by_text: dict[str, list] = defaultdict(list)
+    for ex in project.nlu.examples:
+        by_text[ex.text.strip().lower()].append(ex)
+    for text, examples in by_text.items():
+        intents = {ex.intent for ex in examples}
+        if len(intents) > 1:
+            places = ", ".join(f"{_where(ex.path, ex.line)} ({ex.intent})" for ex in examples)
+            errors.append(f"{_where(examples[0].path, examples[0].line)}: example {text!r} appears under "
+                          f"several intents: {places}; keep it under one")
+
+
+def _check_rule_conflicts(project: Project, errors: list[str]) -> None:
+    """Two rules with the same situation but different next actions: one is unreachable."""
+    seen: dict[tuple, tuple[str, str, str, int]] = {}
+    for rule in project.rules:
+        steps = [s for s in rule.steps if s[0] in ("intent", "action", "active_loop")]
+        conditions = tuple(sorted(map(str, rule.conditions)))
+        for k, step in enumerate(steps):
+            if step[0] != "action" or k == 0:
+                continue
+            key = (conditions, tuple(steps[:k]))
+            known = seen.get(key)
+            if known and known[0] != step[1]:
+                errors.append(f"{_where(rule.path, rule.line)}: rule `{rule.name}` predicts `{step[1]}` where rule "
+                              f"`{known[1]}` ({_where(known[2], known[3])}) predicts `{known[0]}`; "
+                              f"one of them can never apply — remove or change one")
+            else:
+                seen[key] = (step[1], rule.name, rule.path, rule.line)
