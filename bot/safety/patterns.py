@@ -1,0 +1,310 @@
+"""Text normalisation and the small phrase language the safety data is written in.
+
+A phrase is words separated by spaces, matched on whole words after normalisation:
+
+    word          that word                       pee
+    a|b|c         any one of these                pee|wee|urine
+    a_b           several words inside one choice came_back|returned
+    [a|b]         optional: one of these, or none  [my|the] bladder
+    numb*         a word starting with "numb"      numb*  (numb, numbness, numbed)
+    @leg          any phrase of vocab list `leg`  @leg gave way
+    ...  ...N     up to 3 (or N) other words, never a negation, "but" or punctuation
+    #9-10         a whole number in that range    #9-10 out of 10
+    #             any number                      # kms
+    !asleep|ill   the next word is none of these (uses up no word)  fell !asleep
+
+Everything is compiled once into regular expressions over a normalised string
+" word word word " so one message is scanned with a handful of precompiled regexes.
+"""
+
+from __future__ import annotations
+
+import bisect
+import functools
+import gzip
+import importlib.util
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+# Words are letters (with inner apostrophes: can't, i'm) or numbers; other marks are
+# one-character tokens except hyphens and quotes, which only separate words.
+TOKEN_RE = re.compile(r"[a-z]+(?:'[a-z]+)*|\d+(?:\.\d+)?|[^\sa-z0-9'\-\"_`]")
+_APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "\u00b4": "'", "`": "'"})
+_ITEM_SYNTAX = re.compile(r"[\[\]|*@#!]|^\.\.\.")
+MAX_NUMBER_RANGE = 500
+
+
+class PhraseError(ValueError):
+    """A phrase does not follow the phrase language; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class Tokens:
+    """A normalised message: words, their spans in the original text, and the scan string."""
+
+    words: list[str]
+    spans: list[tuple[int, int]]
+    string: str            # " w0 w1 ... wn " - every word has a space on both sides
+    offsets: list[int]     # where each word starts in `string`
+
+    def word_range(self, start: int, end: int) -> tuple[int, int]:
+        """Word indices [first, last+1) covered by the match string[start:end]."""
+        first = bisect.bisect_right(self.offsets, start) - 1
+        last = bisect.bisect_left(self.offsets, end)
+        return max(first, 0), max(last, first + 1)
+
+    def char_span(self, first: int, last: int) -> tuple[int, int]:
+        """Span in the original text of words [first, last)."""
+        return self.spans[first][0], self.spans[last - 1][1]
+
+
+def _lower(text: str) -> str:
+    lowered = text.lower()
+    if len(lowered) == len(text):
+        return lowered
+    # A few characters lower-case to two; keep offsets aligned with the original text.
+    return "".join(c.lower() if len(c.lower()) == 1 else c for c in text)
+
+
+def split_words(text: str) -> list[tuple[str, int, int]]:
+    """Raw words of a text with their character spans (lower-cased)."""
+    low = _lower(text).translate(_APOSTROPHES)
+    return [(m.group(), m.start(), m.end()) for m in TOKEN_RE.finditer(low)]
+
+
+class Normalizer:
+    """Turns raw text into `Tokens`: spelling variants unified, one-letter typos fixed."""
+
+    def __init__(self, replacements: dict[tuple[str, ...], tuple[str, ...]], typos: dict[str, str]):
+        self._by_first: dict[str, list[tuple[tuple[str, ...], tuple[str, ...]]]] = {}
+        for source, target in sorted(replacements.items(), key=lambda kv: -len(kv[0])):
+            self._by_first.setdefault(source[0], []).append((source, target))
+        self._typos = typos
+
+    def __call__(self, text: str) -> Tokens:
+        raw = split_words(text)
+        words: list[str] = []
+        spans: list[tuple[int, int]] = []
+        i, n = 0, len(raw)
+        while i < n:
+            word = raw[i][0]
+            for source, target in self._by_first.get(word, ()):
+                size = len(source)
+                if i + size <= n and all(raw[i + k][0] == source[k] for k in range(1, size)):
+                    span = (raw[i][1], raw[i + size - 1][2])
+                    for out in target:
+                        words.append(out)
+                        spans.append(span)
+                    i += size
+                    break
+            else:
+                words.append(self._typos.get(word, word))
+                spans.append((raw[i][1], raw[i][2]))
+                i += 1
+        offsets = []
+        pos = 1
+        for word in words:
+            offsets.append(pos)
+            pos += len(word) + 1
+        return Tokens(words, spans, " " + " ".join(words) + " ", offsets)
+
+
+def normalize_word(word: str, replacements: dict[tuple[str, ...], tuple[str, ...]]) -> list[str]:
+    """How the normaliser would spell a phrase's literal word (may split it: '10/10')."""
+    parts = [w for w, _, _ in split_words(word)]
+    out: list[str] = []
+    for part in parts:
+        out.extend(replacements.get((part,), (part,)))
+    return out
+
+
+@dataclass(frozen=True)
+class Anchors:
+    """Words one of which must start any match: lets a scan skip regexes that cannot match."""
+
+    words: frozenset[str] = frozenset()
+    stems: tuple[str, ...] = ()
+    number: bool = False
+
+    def __or__(self, other: "Anchors") -> "Anchors":
+        return Anchors(self.words | other.words, tuple(sorted(set(self.stems) | set(other.stems))),
+                       self.number or other.number)
+
+    def may_match(self, words: set[str]) -> bool:
+        if not self.words.isdisjoint(words):
+            return True
+        if self.stems and any(w.startswith(self.stems) for w in words):
+            return True
+        return self.number and any(w[0].isdigit() for w in words)
+
+
+NO_ANCHORS = Anchors()
+
+
+class PhraseCompiler:
+    """Compiles phrases into regex sources over the `Tokens.string` form."""
+
+    def __init__(
+        self,
+        vocab: dict[str, str] | None = None,
+        replacements: dict[tuple[str, ...], tuple[str, ...]] | None = None,
+        gap_stops: Iterable[str] = (),
+    ) -> None:
+        self.vocab: dict[str, tuple[str, Anchors]] = {}   # name -> (regex source, anchors)
+        self.replacements = replacements or {}
+        stops = sorted({re.escape(s) for s in gap_stops}, key=len, reverse=True)
+        stop_alt = "|".join(stops + [r"[^ ]*n't", r"[.,;:!?]"])
+        self._gap_word = f"(?!(?:{stop_alt}) )[^ ]+ "
+        self.literals: set[str] = set()          # every literal word seen (for typo tolerance)
+
+    def compile(self, phrase: str) -> str:
+        return self.compile_anchored(phrase)[0]
+
+    def add_vocab(self, name: str, phrases: list[str]) -> None:
+        compiled = [self.compile_anchored(p) for p in phrases]
+        anchors = NO_ANCHORS
+        for _, a in compiled:
+            anchors = anchors | a
+        self.vocab[name] = ("(?:" + "|".join(src for src, _ in compiled) + ")", anchors)
+
+    def compile_anchored(self, phrase: str) -> tuple[str, Anchors]:
+        items = phrase.split()
+        if not items:
+            raise PhraseError("the phrase is empty")
+        joined = f" {' '.join(items)} "
+        for source, target in self.replacements.items():
+            if len(source) > 1 and f" {' '.join(source)} " in joined:
+                raise PhraseError(f"write `{' '.join(target)}` instead of `{' '.join(source)}` "
+                                  "(negation.yml `normalize` rewrites it before matching)")
+        parts = [self._item(item) for item in items]
+        if all(kind in ("gap", "not", "optional") for kind, _, _ in parts):
+            raise PhraseError("the phrase has no word that must be present")
+        if parts[0][0] == "gap" or parts[-1][0] == "gap":
+            raise PhraseError("a phrase cannot start or end with `...`; put words on both sides")
+        anchors = NO_ANCHORS
+        for kind, _, item_anchors in parts:
+            if kind == "not":
+                continue
+            anchors = anchors | item_anchors
+            if kind == "word":
+                break
+        return "".join(src for _, src, _ in parts), anchors
+
+    def _item(self, item: str) -> tuple[str, str, Anchors]:
+        if len(item) == 1 and not item.isalnum() and item not in "#@[]*|":
+            # a lone mark: "!", "?", ";", "/"
+            return "word", re.escape(item) + " ", Anchors(frozenset([item]))
+        gap = re.fullmatch(r"\.\.\.(\d)?", item)
+        if gap:
+            return "gap", f"(?:{self._gap_word}){{0,{int(gap.group(1) or 3)}}}", NO_ANCHORS
+        if item.startswith("!"):
+            return "not", f"(?!{self._alternatives(item[1:], item)[0]})", NO_ANCHORS
+        if item.startswith("["):
+            if not item.endswith("]") or len(item) < 3:
+                raise PhraseError(f"`{item}`: an optional part is written [a|b] with both brackets")
+            src, anchors = self._alternatives(item[1:-1], item)
+            return "optional", f"{src}?", anchors
+        if "[" in item or "]" in item:
+            raise PhraseError(f"`{item}`: brackets must wrap the whole item, like [my|the]")
+        return ("word", *self._alternatives(item, item))
+
+    def _alternatives(self, body: str, item: str) -> tuple[str, Anchors]:
+        alts = body.split("|")
+        if any(not a for a in alts):
+            raise PhraseError(f"`{item}`: empty alternative; remove the extra `|`")
+        compiled = [self._alternative(a, item) for a in alts]
+        anchors = NO_ANCHORS
+        for _, a in compiled:
+            anchors = anchors | a
+        return "(?:" + "|".join(src for src, _ in compiled) + ")", anchors
+
+    def _alternative(self, alt: str, item: str) -> tuple[str, Anchors]:
+        if alt.startswith("@"):
+            name = alt[1:]
+            if name not in self.vocab:
+                known = ", ".join(sorted(self.vocab)) or "none defined"
+                raise PhraseError(f"`{item}`: unknown vocab list `@{name}` (known: {known})")
+            return self.vocab[name]
+        if alt == "#":
+            return r"\d+(?:\.\d+)? ", Anchors(number=True)
+        if alt.startswith("#"):
+            rng = re.fullmatch(r"#(\d+)-(\d+)", alt)
+            if not rng or int(rng.group(1)) > int(rng.group(2)):
+                raise PhraseError(f"`{item}`: a number range is written #LOW-HIGH, like #9-10")
+            low, high = int(rng.group(1)), int(rng.group(2))
+            if high - low > MAX_NUMBER_RANGE:
+                raise PhraseError(f"`{item}`: number range wider than {MAX_NUMBER_RANGE}; narrow it")
+            return "(?:" + "|".join(str(v) for v in range(high, low - 1, -1)) + ") ", Anchors(number=True)
+        if alt.endswith("*"):
+            stem = alt[:-1]
+            if not re.fullmatch(r"[a-z][a-z']*", stem or "-"):
+                raise PhraseError(f"`{item}`: a prefix is letters followed by *, like numb*")
+            return re.escape(stem) + "[^ ]* ", Anchors(stems=(stem,))
+        if _ITEM_SYNTAX.search(alt):
+            raise PhraseError(f"`{item}`: cannot read `{alt}`; see the phrase language at the top of the file")
+        words = [w for part in alt.split("_") for w in normalize_word(part, self.replacements)]
+        if not words:
+            raise PhraseError(f"`{item}`: `{alt}` has no letters or digits to match")
+        self.literals.update(w for w in words if w.isalpha())
+        return "".join(re.escape(w) + " " for w in words), Anchors(frozenset(words[:1]))
+
+
+def join_alternatives(sources: Iterable[str]) -> str:
+    return "(?:" + "|".join(sources) + ")"
+
+
+# --- typo tolerance -------------------------------------------------------------------
+
+_ALPHABET = "abcdefghijklmnopqrstuvwxyz"
+
+
+def one_edit_variants(word: str) -> set[str]:
+    """Every string one deletion, insertion, substitution or swap away from `word`."""
+    splits = [(word[:i], word[i:]) for i in range(len(word) + 1)]
+    deletes = {a + b[1:] for a, b in splits if b}
+    swaps = {a + b[1] + b[0] + b[2:] for a, b in splits if len(b) > 1}
+    subs = {a + c + b[1:] for a, b in splits if b for c in _ALPHABET}
+    inserts = {a + c + b for a, b in splits for c in _ALPHABET}
+    return (deletes | swaps | subs | inserts) - {word}
+
+
+@functools.lru_cache(maxsize=1)
+def english_words() -> frozenset[str]:
+    """Real English words, so a real word is never 'corrected' into a danger word.
+
+    Read from spacy-lookups-data's lemma table (a declared dependency; no spaCy pipeline
+    is loaded). Empty when that package is missing: the data's `typo_protected` list then
+    is the only guard.
+    """
+    spec = importlib.util.find_spec("spacy_lookups_data")
+    if spec is None or not spec.submodule_search_locations:
+        return frozenset()
+    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "en_lemma_lookup.json.gz"
+    if not path.is_file():
+        return frozenset()
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        table = json.load(fh)
+    return frozenset(table) | frozenset(table.values())
+
+
+def typo_map(keywords: Iterable[str], protected: Iterable[str], min_length: int = 5,
+             is_word: Callable[[str], bool] | None = None) -> dict[str, str]:
+    """Map each one-edit misspelling of a keyword (5+ letters) back to the keyword.
+
+    Misspellings that are real words ("ladder" for "bladder", "never" for "fever") are
+    left alone; so are the protected words and the keywords themselves.
+    """
+    keys = sorted({k for k in keywords if len(k) >= min_length and k.isalpha()})
+    blocked = set(keys) | set(protected)
+    words = english_words()
+    known = is_word or (lambda w: w in words)
+    mapping: dict[str, str] = {}
+    for key in keys:
+        for variant in one_edit_variants(key):
+            if len(variant) < 4 or variant in blocked or variant in mapping or known(variant):
+                continue
+            mapping[variant] = key
+    return mapping
