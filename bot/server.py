@@ -230,8 +230,12 @@ def serve(root: Path | str = ".", host: str = "127.0.0.1", port: int = 5005, wor
     for key in set(opts) - known:
         logger.warning("serve(): ignoring unknown option %r (known: %s)", key, sorted(known))
         opts.pop(key)
+    shown = "localhost" if host in ("0.0.0.0", "::") else host
+    banner = (f"Backline: chat widget at http://{shown}:{port}/ , REST channel at "
+              f"/webhooks/rest/webhook, socket.io at /socket.io (Ctrl+C stops)")
     if workers <= 1:
         app = _app_from_root(root, opts)
+        print(banner, flush=True)
         app.run(host=host, port=port, single_process=True, access_log=False, motd=False)
         return
     from sanic.worker.loader import AppLoader
@@ -239,6 +243,7 @@ def serve(root: Path | str = ".", host: str = "127.0.0.1", port: int = 5005, wor
     from bot.agent import Agent
 
     Agent.load(root)  # train once here, not in every worker
+    print(banner, flush=True)
     loader = AppLoader(factory=partial(_app_from_root, root, opts))
     app = loader.load()
     app.prepare(host=host, port=port, workers=workers, access_log=False, motd=False)

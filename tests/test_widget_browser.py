@@ -8,8 +8,10 @@ Skipped without them, unless CI is set: then missing tools are a failure.
 
 from __future__ import annotations
 
+import http.server
 import os
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
@@ -84,7 +86,7 @@ def page(browser, base_url):
 
 
 def bot_texts(page) -> list[str]:
-    return page.locator(".message.bot .bubble").all_inner_texts()
+    return page.locator(".message.bot .text").all_inner_texts()
 
 
 def wait_for_bot_count(page, count: int) -> None:
@@ -190,7 +192,7 @@ def test_reload_continues_the_conversation(page):
     page.reload()
     page.wait_for_function("n => document.querySelectorAll('.message').length >= n", arg=count)
     assert page.evaluate("localStorage.getItem('backline.session_id')") == session
-    assert "my lower back hurts" in page.locator(".message.user").all_inner_texts()
+    assert "my lower back hurts" in page.locator(".message.user .text").all_inner_texts()
 
 
 def test_restart_starts_over(page):
@@ -219,7 +221,7 @@ def test_markup_is_shown_as_text(browser, base_url, payload):
     opened(page)
     send_text(page, payload)
     page.wait_for_timeout(300)
-    assert page.locator(".message.user .bubble").last.inner_text().endswith(payload)
+    assert page.locator(".message.user .text").last.text_content() == payload
     assert page.locator("#log img, #log script, #log svg").count() == 0
     assert not dialogs
     context.close()
@@ -247,7 +249,7 @@ def test_keyboard_only(page):
     page.keyboard.type("my lower back hurts")
     page.keyboard.press("Enter")
     wait_for_bot_count(page, before + 1)
-    assert "my lower back hurts" in page.locator(".message.user").all_inner_texts()
+    assert "my lower back hurts" in page.locator(".message.user .text").all_inner_texts()
     # a quick reply can be reached with Shift+Tab and chosen with Enter
     choices = page.locator(".choices button")
     if choices.count():
@@ -261,24 +263,44 @@ def test_keyboard_only(page):
         before = page.locator(".message.bot").count()
         page.keyboard.press("Enter")
         wait_for_bot_count(page, before + 1)
-        assert page.locator(".message.user").last.inner_text().endswith(title)
+        assert page.locator(".message.user .text").last.inner_text() == title
 
 
-def test_embed_script_adds_the_widget_to_another_site(browser, base_url):
+@pytest.fixture
+def other_site(base_url):
+    """A second origin on loopback serving a plain page that embeds the widget with one tag."""
+    page = (f'<!doctype html><html lang="en"><head><title>Clinic</title></head><body>'
+            f'<h1>Clinic</h1><script src="{base_url}/widget/embed.js"></script></body></html>')
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = page.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://localhost:{server.server_address[1]}/"
+    server.shutdown()
+
+
+def test_embed_script_adds_the_widget_to_another_site(browser, other_site):
     context = browser.new_context()
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
-    host = "http://clinic.example/"
-    page.route(host, lambda route: route.fulfill(
-        content_type="text/html",
-        body=f'<!doctype html><html lang="en"><title>Clinic</title><h1>Clinic</h1>'
-             f'<script src="{base_url}/widget/embed.js"></script></html>'))
-    page.goto(host)
+    page.goto(other_site)
     launcher = page.get_by_role("button", name="Chat about your back")
     launcher.click()
     frame = page.frame_locator("#backline-chat-frame")
     frame.locator(".message.bot").first.wait_for()
-    assert "not a doctor" in frame.locator(".message.bot .bubble").first.inner_text()
+    assert "not a doctor" in frame.locator(".message.bot .text").first.inner_text()
     assert launcher.get_attribute("aria-expanded") == "true"
     context.close()
 

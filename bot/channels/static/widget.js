@@ -60,8 +60,11 @@
     var who = document.createElement("span");
     who.className = "who";
     who.textContent = from === "user" ? "You: " : from === "bot" ? "Backline: " : "Notice: ";
+    var body = document.createElement("span");
+    body.className = "text";
+    body.textContent = text;
     p.appendChild(who);
-    p.appendChild(document.createTextNode(text));
+    p.appendChild(body);
     wrapper.appendChild(p);
     log.appendChild(wrapper);
     scrollToEnd();
