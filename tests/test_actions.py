@@ -447,3 +447,35 @@ def test_explain_question_without_a_form(executor, domain) -> None:
     result = run(executor, "action_explain_question", make_tracker(domain, ["why?"], intent="why_ask"), domain)
     assert [m["response"] for m in result.responses] == ["utter_why_general"]
     assert "utter_why_general" in domain["responses"]
+
+
+# --------------------------------------------------------------------------- the engine's output guard
+
+
+def test_action_texts_pass_the_output_guard(executor, domain) -> None:
+    """Every text these actions send passes the safety layer's never-diagnose/never-dose guard,
+    so the engine never has to replace one of them."""
+    try:
+        from bot.safety.guard import OutputGuard
+
+        guard = OutputGuard.load(ROOT / "data" / "knowledge")
+    except Exception as exc:  # the safety layer is built in parallel; its absence is not our failure
+        pytest.skip(f"output guard not available: {exc}")
+    knowledge = get_knowledge()
+    texts: List[str] = []
+    for message, level, flags in [
+        ("I pulled something lifting a box and my back seized up", "routine", []),
+        ("my back hurts", "urgent", ["fever"]),
+        ("I fell off my bike, getting hunched, weak back after months in bed", "emergency", ["major_trauma"]),
+        ("sitting at my desk all day, on and off for years", "routine", []),
+    ]:
+        tracker = make_tracker(domain, [message], slots={"triage_level": level, "red_flags": flags, "duration": "8 weeks"})
+        texts += texts_of(run(executor, "action_triage_result", tracker, domain))
+    for cid in list(knowledge.conditions) + [None]:
+        texts += texts_of(run(executor, "action_self_care", make_tracker(domain, slots={"conditions": [cid] if cid else []}), domain))
+    summary_slots = {"body_part": "lower back", "severity": "6", "red_flags": ["fever"], "screen_fever": True,
+                     "conditions": list(knowledge.conditions)}
+    texts += texts_of(run(executor, "action_visit_summary", make_tracker(domain, slots=summary_slots), domain))
+    texts += [q.why for q in knowledge.questions.values()]
+    for text in texts:
+        assert guard.violations(text) == [], f"guard rules {guard.violations(text)} fire on: {text}"
