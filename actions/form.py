@@ -29,12 +29,13 @@ from actions.triage import add_flag
 
 SlotDict = Dict[Text, Any]
 
-# Intents that steer the conversation rather than answer the question: their text must
-# never be taken as a free-text answer (the rules for "why?", "stop", FAQ... handle them).
-CONTROL_INTENTS = {
-    "why_ask", "stop", "skip", "help", "greet", "goodbye", "thank", "bot_challenge",
-    "out_of_scope", "ask_diagnosis", "ask_self_care", "ask_medication",
-    "ask_when_to_see_provider", "request_summary", "faq",
+# A short answer that clearly reads as a pain score, a duration, a body part or a yes/no
+# counts even when the NLU guessed an odd intent for it ("eight" as goodbye). Only these
+# intents, which mean the user is asking or steering, keep a message from being read as an
+# answer (the rules for "why?", "stop", FAQ... handle them).
+ANSWER_BLOCKING_INTENTS = {
+    "why_ask", "stop", "skip", "help", "bot_challenge", "ask_diagnosis", "ask_self_care",
+    "ask_medication", "ask_when_to_see_provider", "request_summary", "faq",
 }
 # Intents whose text may stand as the trigger answer ("lifting a box", "yes, a fall").
 TRIGGER_TEXT_INTENTS = {"inform", "report_symptom", "affirm", "nlu_fallback", None}
@@ -46,8 +47,8 @@ MAX_TEXT = 200
 def _latest(tracker: Tracker) -> Tuple[Optional[str], str]:
     message = tracker.latest_message or {}
     intent = (message.get("intent") or {}).get("name")
-    if intent and intent.split("/")[0] in CONTROL_INTENTS:
-        intent = intent.split("/")[0]
+    if intent:
+        intent = intent.split("/")[0]  # retrieval intents: faq/<topic> -> faq
     return intent, (message.get("text") or "").strip()
 
 
@@ -62,7 +63,7 @@ def _screen_extractor(slot: str) -> Callable[..., SlotDict]:
         if not _asking(tracker, slot):
             return {}
         intent, text = _latest(tracker)
-        if intent in CONTROL_INTENTS - {"skip"}:
+        if intent in ANSWER_BLOCKING_INTENTS - {"skip"}:
             return {}
         answer = read_answer(intent, text, get_knowledge().answers)
         return {} if answer is None else {slot: answer}
@@ -115,7 +116,7 @@ class ValidateSymptomForm(FormValidationAction):
 
     async def extract_body_part(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> SlotDict:
         intent, text = _latest(tracker)
-        if not _asking(tracker, "body_part") or intent in CONTROL_INTENTS:
+        if not _asking(tracker, "body_part") or intent in ANSWER_BLOCKING_INTENTS:
             return {}
         body = get_knowledge().questions["body_part"].extra
         value = normalise_body_part(text, body["values"], body["sides"])
@@ -123,13 +124,13 @@ class ValidateSymptomForm(FormValidationAction):
 
     async def extract_duration(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> SlotDict:
         intent, text = _latest(tracker)
-        if not _asking(tracker, "duration") or intent in CONTROL_INTENTS or not text:
+        if not _asking(tracker, "duration") or intent in ANSWER_BLOCKING_INTENTS or not text:
             return {}
         return {"duration": text} if parse_duration(text).recognised else {}
 
     async def extract_severity(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> SlotDict:
         intent, text = _latest(tracker)
-        if not _asking(tracker, "severity") or intent in CONTROL_INTENTS:
+        if not _asking(tracker, "severity") or intent in ANSWER_BLOCKING_INTENTS:
             return {}
         # Hand any number to validate_severity, so "12" is re-asked rather than ignored.
         return {"severity": text} if parse_severity(text) is not None else {}

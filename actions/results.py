@@ -24,6 +24,7 @@ from actions.triage import (
 
 RESULT_SELF_CARE_ITEMS = 5  # the result stays short; "self-care" on request lists them all
 SUMMARY_OWN_WORDS = 8
+SUMMARY_MIN_WORDS = 4
 # Answers and requests that say nothing about the back, left out of "in their own words".
 SUMMARY_SKIP_INTENTS = (
     "affirm", "deny", "skip", "why_ask", "stop", "thank", "goodbye", "greet", "request_summary",
@@ -142,6 +143,12 @@ def _plain(text: Optional[str]) -> Optional[str]:
     return text.replace("{", "(").replace("}", ")") if isinstance(text, str) else text
 
 
+def _own_words(tracker: Tracker) -> List[str]:
+    """The user's descriptions, without short answers ("7", "lower back") already in the slots."""
+    texts = [t for t in user_texts(tracker.events, SUMMARY_SKIP_INTENTS) if len(t.split()) >= SUMMARY_MIN_WORDS]
+    return texts[-SUMMARY_OWN_WORDS:]
+
+
 def build_summary(knowledge: Knowledge, tracker: Tracker) -> Dict[str, Any]:
     report = _report(tracker)
     screening: Dict[str, Dict[str, Optional[str]]] = {}
@@ -160,7 +167,7 @@ def build_summary(knowledge: Knowledge, tracker: Tracker) -> Dict[str, Any]:
             "trigger": _plain(report.trigger),
             "symptoms": [_plain(s) for s in report.symptoms],
         },
-        "own_words": [_plain(t) for t in user_texts(tracker.events, SUMMARY_SKIP_INTENTS)[-SUMMARY_OWN_WORDS:]],
+        "own_words": [_plain(t) for t in _own_words(tracker)],
         "screening": screening,
         "red_flags": list(tracker.get_slot("red_flags") or []),
         "triage_level": level,

@@ -279,6 +279,11 @@ def test_severity_out_of_range_is_asked_again(executor, domain, answer) -> None:
 
 def test_severity_without_entity_is_read_from_the_text(executor, domain) -> None:
     assert slot_events(validate(executor, domain, "severity", "hmm about a 5"))["severity"] == "5"
+    # A misread intent does not hide a plain answer; a question about the question does.
+    assert slot_events(validate(executor, domain, "severity", "eight", intent="goodbye"))["severity"] == "8"
+    assert "severity" not in slot_events(validate(executor, domain, "severity", "why 0 to 10?", intent="why_ask"))
+    assert slot_events(validate(executor, domain, "body_part", "neck", intent="greet"))["body_part"] == "neck"
+    assert slot_events(validate(executor, domain, "duration", "2 weeks", intent="out_of_scope"))["duration"] == "2 weeks"
 
 
 def test_very_severe_pain_is_a_warning_sign(executor, domain) -> None:
@@ -417,10 +422,10 @@ def test_visit_summary(executor, domain) -> None:
     slots = {"body_part": "lower back", "duration": "3 weeks", "severity": "6", "trigger": "lifting",
              "screen_bladder_bowel": False, "screen_fever": True, "red_flags": ["fever"], "triage_level": "urgent",
              "conditions": ["muscle_strain"]}
-    tracker = make_tracker(domain, ["I pulled something lifting a box {emergency_number}", "no"], slots=slots, intent="deny")
+    tracker = make_tracker(domain, ["I pulled something lifting a box {emergency_number}", "lower back", "no"], slots=slots, intent="deny")
     result = run(executor, "action_visit_summary", tracker, domain)
     text = texts_of(result)[0]
-    assert '"no"' not in text, "bare answers are not the user's description"
+    assert '"no"' not in text and '"lower back"' not in text, "bare answers are not the user's description"
     assert "{" not in text, "user words must not carry placeholders the engine would fill"
     assert "not a diagnosis" in text and date.today().isoformat()[:4] in text
     assert "I pulled something lifting a box" in text and "6/10" in text
