@@ -26,8 +26,8 @@ class LineList(list):
     line: int
 
 
-class _LineLoader(yaml.SafeLoader):
-    """SafeLoader that records line numbers and refuses duplicate keys."""
+class _LineLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """SafeLoader (libyaml when present) that records line numbers and refuses duplicate keys."""
 
 
 def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> LineMap:

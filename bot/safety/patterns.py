@@ -27,7 +27,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Iterable
 
 # Words are letters (with inner apostrophes: can't, i'm) or numbers; other marks are
 # one-character tokens except hyphens and quotes, which only separate words.
@@ -290,8 +290,13 @@ def english_words() -> frozenset[str]:
     return frozenset(table) | frozenset(table.values())
 
 
-def typo_map(keywords: Iterable[str], protected: Iterable[str], min_length: int = 5,
-             is_word: Callable[[str], bool] | None = None) -> dict[str, str]:
+def typo_map(keywords: Iterable[str], protected: Iterable[str], min_length: int = 5) -> dict[str, str]:
+    """Map each one-edit misspelling of a keyword (5+ letters) back to the keyword (cached)."""
+    return dict(_typo_map(frozenset(keywords), frozenset(protected), min_length))
+
+
+@functools.lru_cache(maxsize=8)
+def _typo_map(keywords: frozenset[str], protected: frozenset[str], min_length: int) -> dict[str, str]:
     """Map each one-edit misspelling of a keyword (5+ letters) back to the keyword.
 
     Misspellings that are real words ("ladder" for "bladder", "never" for "fever") are
@@ -300,11 +305,10 @@ def typo_map(keywords: Iterable[str], protected: Iterable[str], min_length: int 
     keys = sorted({k for k in keywords if len(k) >= min_length and k.isalpha()})
     blocked = set(keys) | set(protected)
     words = english_words()
-    known = is_word or (lambda w: w in words)
     mapping: dict[str, str] = {}
     for key in keys:
         for variant in one_edit_variants(key):
-            if len(variant) < 4 or variant in blocked or variant in mapping or known(variant):
+            if len(variant) < 4 or variant in blocked or variant in mapping or variant in words:
                 continue
             mapping[variant] = key
     return mapping

@@ -285,7 +285,7 @@ class RedFlagScreener:
             flag = cls._load_flag(compiler, where, str(flag_id), spec, line)
             if flag.screen_slot:
                 if flag.screen_slot in slots:
-                    raise where.error(line, f"screen_slot `{flag.screen_slot}` is already used by "
+                    raise where.error(spec_line(flags_block[flag_id], "screen_slot", line), f"screen_slot `{flag.screen_slot}` is already used by "
                                             f"`{slots[flag.screen_slot]}`; each slot answers one flag")
                 slots[flag.screen_slot] = flag.id
             flags.append(flag)
@@ -410,3 +410,7 @@ class RedFlagScreener:
 
 
 _STATUS_ORDER = {NEGATED: 0, UNCERTAIN: 1, PRESENT: 2}
+
+
+def spec_line(spec: object, key: str, default: int) -> int:
+    return spec.lines.get(key, default) if isinstance(spec, LineMap) else default
