@@ -83,7 +83,12 @@ class Chat:
                 return replies
 
     async def close(self) -> None:
-        await self.sio.disconnect()
+        if self.sio.transport() == "polling":
+            # engine.io's graceful close waits for the pending long-poll, which the server
+            # only answers at the next ping (25 s); the close packet has been sent either way
+            await self.sio.eio.disconnect(abort=True)
+        else:
+            await self.sio.disconnect()
 
 
 def tracker(url: str, sender: str) -> dict:
