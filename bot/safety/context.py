@@ -19,10 +19,12 @@ from bot.safety.patterns import PhraseCompiler, PhraseError, Tokens, normalize_w
 NEGATED = "negated"
 UNCERTAIN = "uncertain"
 HISTORICAL = "historical"
+HYPOTHETICAL = "hypothetical"
 PSEUDO = "pseudo"
 TERMINATE = "terminate"
 
-_MODIFIERS = {"negation": NEGATED, "uncertainty": UNCERTAIN, "historical": HISTORICAL}
+_MODIFIERS = {"negation": NEGATED, "uncertainty": UNCERTAIN, "historical": HISTORICAL,
+              "hypothetical": HYPOTHETICAL}
 _DIRECTIONS = ("forward", "backward")
 _TOP_KEYS = {"version", "max_scope", "max_scope_backward", "normalize", "pseudo", "termination", "gap_stops",
              *_MODIFIERS}
@@ -206,7 +208,7 @@ class ContextRules:
         return found
 
     def modifiers(self, triggers: list[Trigger], start: int, end: int) -> set[str]:
-        """Which of negated / uncertain / historical apply to the words [start, end)."""
+        """Which of negated / uncertain / historical / hypothetical apply to the words [start, end)."""
         result: set[str] = set()
         for trig in triggers:
             category = trig.category
