@@ -296,12 +296,14 @@ def test_embed_script_adds_the_widget_to_another_site(browser, other_site):
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
     page.goto(other_site)
-    launcher = page.get_by_role("button", name="Chat about your back")
-    launcher.click()
+    page.get_by_role("button", name="Chat about your back").click()
     frame = page.frame_locator("#backline-chat-frame")
     frame.locator(".message.bot").first.wait_for()
     assert "not a doctor" in frame.locator(".message.bot .text").first.inner_text()
+    launcher = page.locator("#backline-chat-launcher")
     assert launcher.get_attribute("aria-expanded") == "true"
+    launcher.click()
+    assert page.locator("#backline-chat-frame").is_hidden()
     context.close()
 
 

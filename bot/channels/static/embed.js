@@ -16,6 +16,7 @@
 
   var launcher = document.createElement("button");
   launcher.type = "button";
+  launcher.id = "backline-chat-launcher";
   launcher.textContent = "Chat about your back";
   launcher.setAttribute("aria-expanded", "false");
   launcher.setAttribute("aria-controls", "backline-chat-frame");
