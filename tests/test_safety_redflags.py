@@ -368,6 +368,23 @@ def test_fever_statuses(text: str, expected: str) -> None:
     assert _statuses(SCREENER.screen(text), "fever") == {expected}
 
 
+@pytest.mark.parametrize("text,expected", [
+    ("why do you ask about numbness?", []),                      # talking about a sign
+    ("why the question about fever", []),
+    ("my friend lost control of his bladder after a fall", []),  # someone else's sign
+    ("she lost control of her bladder", []),
+    ("my wife says I can't feel my legs", ["leg_weakness"]),     # ... unless it is mine
+    ("he kicked me in the back", ["major_trauma"]),
+    ("my mum had cancer and I had cancer too", ["cancer_history"]),
+    ("I had a car accident 10 years ago and my back has hurt ever since", []),   # long past
+    ("I fell off a ladder years ago, and I was in a car crash yesterday", ["major_trauma"]),
+    ("If I lose control of my bladder what should I do?", ["bladder_bowel"]),    # "if" stays
+])
+def test_context_who_and_when(text: str, expected: list[str]) -> None:
+    present = SCREENER.screen(text).present
+    assert all(flag in present for flag in expected) and (present == [] if not expected else True), present
+
+
 @pytest.mark.parametrize("text", [
     "I'm 82 and slipped on the ice", "I have osteoporosis and tripped over the cat",
     "been on prednisone for 10 years, bent down and felt a snap",

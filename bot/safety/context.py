@@ -20,11 +20,12 @@ NEGATED = "negated"
 UNCERTAIN = "uncertain"
 HISTORICAL = "historical"
 HYPOTHETICAL = "hypothetical"
+OTHER_PERSON = "other_person"
 PSEUDO = "pseudo"
 TERMINATE = "terminate"
 
 _MODIFIERS = {"negation": NEGATED, "uncertainty": UNCERTAIN, "historical": HISTORICAL,
-              "hypothetical": HYPOTHETICAL}
+              "hypothetical": HYPOTHETICAL, "experiencer": OTHER_PERSON}
 _DIRECTIONS = ("forward", "backward")
 _TOP_KEYS = {"version", "max_scope", "max_scope_backward", "normalize", "pseudo", "termination", "gap_stops",
              *_MODIFIERS}
@@ -112,9 +113,17 @@ class ContextRules:
             gap_stops.update(normalize_word(phrase, replacements))
 
         # A phrase listed both forward and backward ("last year") reaches both ways.
+        # A clause break listed for several kinds ("i" ends negation and other-person) is
+        # one trigger that ends all of them: "end:negated|other_person".
         merged: dict[tuple[str, str], list] = {}
         for category, direction, phrase, line in entries:
-            key = (category, " ".join(phrase.lower().split()))
+            text = " ".join(phrase.lower().split())
+            if category.startswith("end:"):
+                done = next((k for k in merged if k[0].startswith("end:") and k[1] == text), None)
+                if done:
+                    merged[(f"{done[0]}|{category[4:]}", text)] = merged.pop(done)
+                    continue
+            key = (category, text)
             if key in merged:
                 merged[key][0] = "both"
             else:
@@ -208,7 +217,7 @@ class ContextRules:
         return found
 
     def modifiers(self, triggers: list[Trigger], start: int, end: int) -> set[str]:
-        """Which of negated / uncertain / historical / hypothetical apply to the words [start, end)."""
+        """Which modifiers (negated, uncertain, historical, hypothetical, other_person) reach [start, end)."""
         result: set[str] = set()
         for trig in triggers:
             category = trig.category
@@ -217,7 +226,9 @@ class ContextRules:
             if trig.start >= start and trig.end <= end:
                 continue  # part of the phrase itself ("no reason to live")
             if trig.direction in ("forward", "both") and trig.start < start:
-                if start - trig.end <= self.max_scope and not self._broken(triggers, category, trig.end, start):
+                # Someone else's sign stops being theirs at any "I/me/my", even inside the phrase.
+                right = end if category == OTHER_PERSON else start
+                if start - trig.end <= self.max_scope and not self._broken(triggers, category, trig.end, right):
                     result.add(category)
             elif trig.direction in ("backward", "both") and trig.end > end:
                 if trig.start - end <= self.max_scope_backward and not self._broken(triggers, category, end, trig.start):
@@ -228,7 +239,8 @@ class ContextRules:
     def _broken(triggers: list[Trigger], category: str, left: int, right: int) -> bool:
         """Is there a clause break between word positions left and right?"""
         for trig in triggers:
-            if trig.category == TERMINATE or trig.category == f"end:{category}":
+            if trig.category == TERMINATE or (trig.category.startswith("end:")
+                                              and category in trig.category[4:].split("|")):
                 if left <= trig.start < right:
                     return True
         return False

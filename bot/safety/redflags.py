@@ -13,7 +13,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bot.safety.context import HISTORICAL, HYPOTHETICAL, NEGATED, UNCERTAIN, ContextRules, Trigger
+from bot.safety.context import (HISTORICAL, HYPOTHETICAL, NEGATED, OTHER_PERSON, UNCERTAIN, ContextRules,
+                                Trigger)
 from bot.safety.data import LineList, LineMap, SafetyDataError, Where, load_yaml
 from bot.safety.patterns import NO_ANCHORS, Anchors, Normalizer, PhraseCompiler, PhraseError, Tokens, typo_map
 from bot.safety.triage import LEVELS, level_rank
@@ -185,8 +186,8 @@ class RedFlagScreener:
     def _status(self, triggers: list[Trigger], span: tuple[int, int], danger: bool,
                 historical_is_absent: bool) -> str | None:
         mods = self._rules.modifiers(triggers, span[0], span[1])
-        if HYPOTHETICAL in mods:
-            return None     # "why do you ask about numbness?": talk about a sign, not a report
+        if HYPOTHETICAL in mods or OTHER_PERSON in mods:
+            return None     # "why do you ask about numbness?", "my dad had cancer": not the user's sign
         if historical_is_absent and HISTORICAL in mods and not danger:
             return None     # e.g. "a fever last year": not a sign now; the form still asks
         if UNCERTAIN in mods:
