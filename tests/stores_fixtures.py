@@ -138,3 +138,160 @@ def store_config(store_kind: str, request: pytest.FixtureRequest, tmp_path: Any)
         asyncio.run(pg_reset(database))
         return pg_config(database)
     return redis_config(request.getfixturevalue("redis_prefix"))
+
+
+# -- real `bot run` processes (multi-worker and crash tests) ---------------------------------
+
+import shutil  # noqa: E402
+import signal  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+PROJECT_FILES = ("config.yml", "domain.yml", "credentials.yml", "data", "actions")
+
+
+def server_ready_or_skip() -> None:
+    """Part of the tree the process tests need; absent while the server is being built."""
+    missing = [name for name in ("bot/server.py", "bot/cli.py", "bot/agent.py") if not (ROOT / name).exists()]
+    if missing:
+        pytest.skip(f"`bot run` is not available yet (missing {', '.join(missing)})")
+
+
+@pytest.fixture(scope="session")
+def project_template(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Path:
+    """A copy of the project with a trained model, made once per session.
+
+    The model comes from the repository's models/ or pytest's cache when one fits the data;
+    otherwise `bot train` runs once (minutes) and the result is cached for later sessions.
+    """
+    server_ready_or_skip()
+    template = tmp_path_factory.mktemp("project-template")
+    for name in PROJECT_FILES:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, template / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, template / name)
+    (template / "endpoints.yml").write_text("tracker_store:\n  type: memory\n")
+    cache = request.config.cache.mkdir("backline-models") if request.config.cache else None
+    models = template / "models"
+    models.mkdir()
+    for source in (ROOT / "models", cache):
+        if source is None or not source.is_dir():
+            continue
+        for folder in source.iterdir():
+            if (folder / "fingerprint.json").exists() and not (models / folder.name).exists():
+                shutil.copytree(folder, models / folder.name)
+    train = subprocess.run(
+        [sys.executable, "-m", "bot", "train", "--project", str(template), "--quiet"],
+        cwd=ROOT, env=bot_env(), capture_output=True, text=True, timeout=1200,
+    )
+    if train.returncode != 0:
+        pytest.fail(f"bot train failed:\n{train.stdout}\n{train.stderr}")
+    if cache is not None:
+        for folder in models.iterdir():
+            if not (cache / folder.name).exists():
+                shutil.copytree(folder, cache / folder.name)
+    return template
+
+
+def bot_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env.pop("BACKLINE_AUTH_TOKEN", None)
+    return env
+
+
+def make_project(template: Path, where: Path, endpoints: dict[str, Any]) -> Path:
+    """A project folder of its own (sharing the template's files) with `endpoints`."""
+    import yaml
+
+    project = where / "project"
+    shutil.copytree(template, project, symlinks=True)
+    (project / "endpoints.yml").write_text(yaml.safe_dump(endpoints, sort_keys=False))
+    return project
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class BotServer:
+    """One `bot run` process on a loopback port, its output in a log file."""
+
+    def __init__(self, project: Path, log_dir: Path, name: str) -> None:
+        self.project = project
+        self.log_path = log_dir / f"{name}.log"
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, ready_timeout: float = 180.0) -> "BotServer":
+        return self.launch().wait_ready(ready_timeout)
+
+    def launch(self) -> "BotServer":
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "bot", "run", "--project", str(self.project), "--port", str(self.port)],
+            cwd=ROOT, env=bot_env(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )
+        log.close()
+        return self
+
+    def wait_ready(self, ready_timeout: float = 180.0) -> "BotServer":
+        import httpx
+
+        assert self.process is not None
+        deadline = time.monotonic() + ready_timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(f"`bot run` exited with {self.process.returncode}:\n{self.log_tail()}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1.0).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        pytest.fail(f"`bot run` did not answer /health within {ready_timeout:.0f} s:\n{self.log_tail()}")
+
+    def kill(self) -> None:
+        """kill -9: no shutdown handlers, no flushing."""
+        if self.process is not None and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+def user_texts(events: list[dict]) -> list[str]:
+    return [event.get("text") for event in events if event.get("event") == "user"]
+
+
+def half_saved_turns(events: list[dict]) -> list[int]:
+    """Positions of user events whose turn did not end in action_listen (a half-saved turn)."""
+    broken = []
+    starts = [index for index, event in enumerate(events) if event.get("event") == "user"]
+    for number, start in enumerate(starts):
+        end = starts[number + 1] if number + 1 < len(starts) else len(events)
+        turn = events[start:end]
+        if not any(event.get("event") == "action" and event.get("name") == "action_listen" for event in turn):
+            broken.append(start)
+    return broken
