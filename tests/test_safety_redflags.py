@@ -411,6 +411,27 @@ def test_lay_words_slang_and_regional_terms(text: str) -> None:
     assert SCREENER.screen(text).present
 
 
+@pytest.mark.parametrize("text", [
+    "I fell off a ladder",                 # ladder is not a typo of bladder (that one is trauma)
+    "I never had back pain before",        # never / fever
+    "my daughter is a dancer",             # dancer / cancer
+    "I play chess in the evenings",        # chess / chest
+    "as set out herein",                   # herein / heroin
+    "I ate chilis for dinner",             # chilis / chills
+    "my team is unbeatable",               # unbeatable / unbearable
+    "they dumbed it down for me",          # dumbed / numbed
+    "I had a decent night",                # decent / recent
+    "I sat down formally",                 # formally / normally
+])
+def test_real_words_are_not_corrected_into_danger_words(text: str) -> None:
+    result = SCREENER.screen(text)
+    assert [f for f in result.present if f != "major_trauma"] == [], result.findings
+
+
+def test_loading_twice_shares_one_screener() -> None:
+    assert RedFlagScreener.load(KNOWLEDGE) is SCREENER
+
+
 # --- ScreenResult and Finding -------------------------------------------------------------
 
 @pytest.mark.parametrize("flag", sorted(CONTENT_TABLE))

@@ -9,6 +9,7 @@ uncertain mentions count as present, and phrases where the negation *is* the dan
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -250,8 +251,24 @@ class RedFlagScreener:
 
     @classmethod
     def load(cls, knowledge_dir: Path) -> "RedFlagScreener":
-        """Read and validate red_flags.yml and negation.yml from `knowledge_dir`."""
+        """Read and validate red_flags.yml and negation.yml from `knowledge_dir`.
+
+        A screener never changes once built, so loads of identical files share one (the
+        engine, its workers and the tests load it many times).
+        """
         knowledge_dir = Path(knowledge_dir)
+        key = _content_key(knowledge_dir, ("red_flags.yml", "negation.yml"))
+        if key is not None and key in _CACHE:
+            return _CACHE[key]
+        screener = cls._build(knowledge_dir)
+        if key is not None:
+            if len(_CACHE) >= 8:
+                _CACHE.pop(next(iter(_CACHE)))
+            _CACHE[key] = screener
+        return screener
+
+    @classmethod
+    def _build(cls, knowledge_dir: Path) -> "RedFlagScreener":
         rules = ContextRules.load(knowledge_dir / "negation.yml")
         path = knowledge_dir / "red_flags.yml"
         data = load_yaml(path)
@@ -413,6 +430,14 @@ class RedFlagScreener:
 
 
 _STATUS_ORDER = {NEGATED: 0, UNCERTAIN: 1, PRESENT: 2}
+_CACHE: dict[tuple, "RedFlagScreener"] = {}
+
+
+def _content_key(folder: Path, names: tuple[str, ...]) -> tuple | None:
+    try:
+        return (str(folder.resolve()),) + tuple(hashlib.sha1((folder / n).read_bytes()).hexdigest() for n in names)
+    except OSError:
+        return None   # a missing file: let the loader report it
 
 
 def spec_line(spec: object, key: str, default: int) -> int:
