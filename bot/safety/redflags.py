@@ -16,7 +16,7 @@ from pathlib import Path
 
 from bot.safety.context import (HISTORICAL, HYPOTHETICAL, NEGATED, OTHER_PERSON, UNCERTAIN, ContextRules,
                                 Trigger)
-from bot.safety.data import LineList, LineMap, SafetyDataError, Where, load_yaml
+from bot.safety.data import LineList, LineMap, Where, load_yaml
 from bot.safety.patterns import NO_ANCHORS, Anchors, Normalizer, PhraseCompiler, PhraseError, Tokens, typo_map
 from bot.safety.triage import LEVELS, level_rank
 
@@ -130,7 +130,11 @@ class RedFlagScreener:
         self._by_slot = {f.screen_slot: f.id for f in flags if f.screen_slot}
         self._rules = rules
         self._normalize = normalizer
-        self.flags: list[str] = [f.id for f in flags]
+
+    @property
+    def flags(self) -> list[str]:
+        """Every flag id, in data order (a fresh list: screeners are shared)."""
+        return [f.id for f in self._flags]
 
     # --- public API ---------------------------------------------------------------------
 
@@ -174,7 +178,7 @@ class RedFlagScreener:
 
     def examples(self, flag: str) -> dict[str, list[str]]:
         """The reviewed example sentences stored with a flag (used by the tests)."""
-        return self._get(flag).examples
+        return {kind: list(texts) for kind, texts in self._get(flag).examples.items()}
 
     def _get(self, flag: str) -> _Flag:
         try:
@@ -239,7 +243,9 @@ class RedFlagScreener:
             if self._status(triggers, span, False, False) == NEGATED:
                 found.append((span, NEGATED))
         for span in absent:
-            found.append((span, NEGATED))
+            # "my legs are fine" is a clear no; "maybe my legs are fine" or someone else's is not.
+            if self._status(triggers, span, True, False) == PRESENT:
+                found.append((span, NEGATED))
 
         out = []
         for (first, last), status in found:
