@@ -42,11 +42,11 @@ class Trigger:
 class ContextRules:
     """Applies the negation.yml rules to the words around a target phrase."""
 
-    def __init__(self, table: dict[str, list[tuple[tuple[str, ...], str, str]]],
+    def __init__(self, table: dict[str, tuple[list[int], dict[tuple[str, ...], tuple[str, str]]]],
                  regex: re.Pattern[str] | None, groups: dict[str, tuple[str, str]],
                  replacements: dict[tuple[str, ...], tuple[str, ...]], gap_stops: set[str],
                  max_scope: int, max_scope_backward: int, words: set[str]) -> None:
-        self._table = table        # first word -> [(words, category, direction)], longest first
+        self._table = table        # first word -> (lengths longest first, {words: (category, direction)})
         self._regex = regex        # the few triggers that use pattern syntax
         self._groups = groups
         self.replacements = replacements
@@ -148,8 +148,14 @@ class ContextRules:
                 name = f"t{index}"
                 groups[name] = (category, direction)
                 pieces.append((len(items), name, source))
-        for entries_for_word in table.values():
-            entries_for_word.sort(key=lambda e: -len(e[0]))   # stable: data order breaks ties
+        # first word -> (lengths, longest first; {word sequence: (category, direction)}).
+        # The first entry of a sequence wins: data order breaks ties.
+        lookup: dict[str, tuple[list[int], dict[tuple[str, ...], tuple[str, str]]]] = {}
+        for first, entries_for_word in table.items():
+            by_seq: dict[tuple[str, ...], tuple[str, str]] = {}
+            for seq, category, direction in entries_for_word:
+                by_seq.setdefault(seq, (category, direction))
+            lookup[first] = (sorted({len(seq) for seq in by_seq}, reverse=True), by_seq)
         pieces.sort(key=lambda p: -p[0])
         regex = (re.compile("(?<= )(?:" + "|".join(f"(?P<{n}>{s})" for _, n, s in pieces) + ")")
                  if pieces else None)
@@ -157,7 +163,7 @@ class ContextRules:
         for source, target in replacements.items():
             words.update(source)
             words.update(target)
-        return cls(table, regex, groups, replacements, gap_stops, max_scope, max_back, words)
+        return cls(lookup, regex, groups, replacements, gap_stops, max_scope, max_back, words)
 
     @staticmethod
     def _positive_int(where: Where, data: LineMap, key: str, default: int) -> int:
@@ -201,11 +207,14 @@ class ContextRules:
         i, n = 0, len(words)
         while i < n:
             best: tuple[int, str, str] | None = None
-            for seq, category, direction in self._table.get(words[i], ()):
-                end = i + len(seq)
-                if end <= n and tuple(words[i:end]) == seq:
-                    best = (end, category, direction)
-                    break
+            entry = self._table.get(words[i])
+            if entry is not None:
+                lengths, by_seq = entry
+                for size in lengths:          # longest first
+                    hit = by_seq.get(tuple(words[i:i + size])) if i + size <= n else None
+                    if hit is not None:
+                        best = (i + size, *hit)
+                        break
             other = from_regex.get(i)
             if other and (best is None or other[0] > best[0]):
                 best = other

@@ -50,6 +50,17 @@ class Tokens:
     string: str            # " w0 w1 ... wn " - every word has a space on both sides
     offsets: list[int]     # where each word starts in `string`
 
+    def prefixes(self) -> set[str]:
+        """Every word and every prefix of a word, plus "#" if there is a number: what the
+        anchor check of a phrase list looks up."""
+        out: set[str] = set()
+        for word in self.words:
+            if word[0].isdigit():
+                out.add("#")
+            for k in range(1, len(word) + 1):
+                out.add(word[:k])
+        return out
+
     def word_range(self, start: int, end: int) -> tuple[int, int]:
         """Word indices [first, last+1) covered by the match string[start:end]."""
         first = bisect.bisect_right(self.offsets, start) - 1
@@ -133,15 +144,28 @@ class Anchors:
         return Anchors(self.words | other.words, tuple(sorted(set(self.stems) | set(other.stems))),
                        self.number or other.number)
 
-    def may_match(self, words: set[str]) -> bool:
-        if not self.words.isdisjoint(words):
-            return True
-        if self.stems and any(w.startswith(self.stems) for w in words):
-            return True
-        return self.number and any(w[0].isdigit() for w in words)
+    @functools.cached_property
+    def keys(self) -> frozenset[str]:
+        return self.words | frozenset(self.stems)
+
+    def may_match(self, prefixes: "set[str]") -> bool:
+        """`prefixes`: every word of the message and every prefix of it (see `Tokens.prefixes`);
+        "#" stands for "the message has a number"."""
+        return not self.keys.isdisjoint(prefixes) or (self.number and "#" in prefixes)
 
 
 NO_ANCHORS = Anchors()
+
+# Words in almost every message about a back: poor anchors for skipping a regex.
+_COMMON = frozenset("""i i'm i've i'd my me it it's the a an and to of in on at is are was be been
+back pain pains hurt hurts hurting ache aches aching sore no not have had has got feel feels felt like
+so but with for when after can't don't this that very really just up down out get go going leg legs
+lower upper bit some all now""".split())
+
+
+def _anchor_cost(anchors: Anchors) -> tuple[int, int]:
+    common = len(anchors.words & _COMMON) + (5 if anchors.number else 0)
+    return common, len(anchors.words) + 3 * len(anchors.stems)
 
 
 class PhraseCompiler:
@@ -184,13 +208,9 @@ class PhraseCompiler:
             raise PhraseError("the phrase has no word that must be present")
         if parts[0][0] == "gap" or parts[-1][0] == "gap":
             raise PhraseError("a phrase cannot start or end with `...`; put words on both sides")
-        anchors = NO_ANCHORS
-        for kind, _, item_anchors in parts:
-            if kind == "not":
-                continue
-            anchors = anchors | item_anchors
-            if kind == "word":
-                break
+        # Any match contains a word of every required item; index the phrase by the rarest.
+        required = [item_anchors for kind, _, item_anchors in parts if kind == "word"]
+        anchors = min(required, key=_anchor_cost)
         return "".join(src for _, src, _ in parts), anchors
 
     def _item(self, item: str) -> tuple[str, str, Anchors]:

@@ -144,7 +144,7 @@ class RedFlagScreener:
         if not tokens.words:
             return ScreenResult([])
         triggers = self._rules.triggers(tokens)
-        words = set(tokens.words)
+        words = tokens.prefixes()
         findings: list[Finding] = []
         for flag in self._flags:
             findings.extend(self._screen_flag(flag, tokens, words, triggers, text))
