@@ -176,7 +176,8 @@ def project_template(tmp_path_factory: pytest.TempPathFactory, request: pytest.F
         else:
             shutil.copy2(source, template / name)
     (template / "endpoints.yml").write_text("tracker_store:\n  type: memory\n")
-    cache = request.config.cache.mkdir("backline-models") if request.config.cache else None
+    pytest_cache = getattr(request.config, "cache", None)  # absent with -p no:cacheprovider
+    cache = pytest_cache.mkdir("backline-models") if pytest_cache is not None else None
     models = template / "models"
     models.mkdir()
     for source in (ROOT / "models", cache):

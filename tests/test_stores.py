@@ -237,6 +237,28 @@ async def test_appends_under_the_conversation_lock_keep_arrival_order(store: Tra
     assert len(locks) == 0
 
 
+@pytest.mark.parametrize("store_kind", ["sqlite", "postgresql", "redis"])
+async def test_two_workers_on_one_database(store_config: dict, tmp_path: Path) -> None:
+    """Separate store instances (as in two worker processes) create the schema at the same
+    time and append to the same conversations without losing or splitting a turn."""
+    workers = [create_tracker_store(store_config, tmp_path) for _ in range(2)]
+    try:
+        senders = [f"user-{index}" for index in range(4)]
+        await asyncio.gather(*(
+            workers[number % 2].append(sender, tagged_turn(sender, number))
+            for number in range(6) for sender in senders
+        ))
+        for sender in senders:
+            events = await workers[0].load(sender)
+            assert events == await workers[1].load(sender)
+            turns = [events[start : start + 6] for start in range(0, len(events), 6)]
+            assert sorted(chunk[0]["metadata"]["turn"] for chunk in turns) == list(range(6))
+            assert all(len({event["metadata"]["turn"] for event in chunk}) == 1 for chunk in turns)
+    finally:
+        for worker in workers:
+            await worker.close()
+
+
 # -- failures ----------------------------------------------------------------------------------
 
 
