@@ -13,10 +13,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.retry import Retry
 
 from bot.stores.base import TrackerStore, event_timestamp, mask_url, unavailable
 
@@ -41,9 +41,10 @@ def redis_client(config: dict[str, Any], default_db: int = 0) -> tuple[aioredis.
     common = {
         "socket_connect_timeout": float(config.get("socket_connect_timeout", 5.0)),
         "socket_timeout": float(config.get("socket_timeout", 10.0)),
-        # One retry on a fresh connection covers a server-side disconnect between commands;
-        # more would only delay the "please try again" reply.
-        "retry": Retry(NoBackoff(), 1),
+        # One retry on a fresh connection covers a connection the server closed while idle.
+        # Timeouts are not retried: the server may have run the command, and retrying an
+        # append would save the turn twice.
+        "retry": Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
     }
     if "://" in str(raw_url):
         client = aioredis.Redis.from_url(str(raw_url), **common)
