@@ -107,8 +107,8 @@ def test_missing_file(tmp_path: Path) -> None:
 def test_a_new_phrase_is_a_data_change(tmp_path: Path) -> None:
     """Adding a phrase to the YAML is all it takes for the screen to find it."""
     folder = _copy(tmp_path)
-    before = RedFlagScreener.load(folder).screen("my back went zigzag")
+    before = RedFlagScreener.load(folder).screen("my back went zig zag")
     assert before.present == []
-    _mutate(folder, "red_flags.yml", "      - fever|fevers|feverish|febrile|fevery", "      - went zigzag\n      - fever|fevers|feverish")
-    after = RedFlagScreener.load(folder).screen("my back went zigzag")
+    _mutate(folder, "red_flags.yml", "      - fever|fevers|feverish|febrile|fevery", "      - went zig zag\n      - fever|fevers|feverish|febrile|fevery")
+    after = RedFlagScreener.load(folder).screen("my back went zig zag")
     assert after.present == ["fever"]
