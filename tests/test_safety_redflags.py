@@ -406,7 +406,9 @@ def test_severe_pain(text: str) -> None:
 
 @pytest.mark.parametrize("text", ["I wee'd myself", "can't hold my pee", "can't hold my wee",
                                   "numb bum", "my butt is numb", "went to A&E after a car crash",
-                                  "bladdar problems", "numbnes in my leg", "peed myself"])
+                                  "bladdar problems", "numbnes in my leg", "peed myself",
+                                  "I cannnot walk", "I wet myseelf", "I'm unabble to pee",
+                                  "I'd be bettter off dead", "I fell off a laddder"])
 def test_lay_words_slang_and_regional_terms(text: str) -> None:
     assert SCREENER.screen(text).present
 

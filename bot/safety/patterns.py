@@ -97,14 +97,16 @@ class Normalizer:
 
     def __call__(self, text: str) -> Tokens:
         raw = split_words(text)
+        typos = self._typos
+        fixed = [typos.get(w, w) for w, _, _ in raw]     # typos first: "cannnot" -> "cannot" -> "can't"
         words: list[str] = []
         spans: list[tuple[int, int]] = []
         i, n = 0, len(raw)
         while i < n:
-            word = raw[i][0]
+            word = fixed[i]
             for source, target in self._by_first.get(word, ()):
                 size = len(source)
-                if i + size <= n and all(raw[i + k][0] == source[k] for k in range(1, size)):
+                if i + size <= n and all(fixed[i + k] == source[k] for k in range(1, size)):
                     span = (raw[i][1], raw[i + size - 1][2])
                     for out in target:
                         words.append(out)
@@ -112,7 +114,7 @@ class Normalizer:
                     i += size
                     break
             else:
-                words.append(self._typos.get(word, word))
+                words.append(word)
                 spans.append((raw[i][1], raw[i][2]))
                 i += 1
         offsets = []
@@ -295,19 +297,34 @@ def one_edit_variants(word: str) -> set[str]:
 def english_words() -> frozenset[str]:
     """Real English words, so a real word is never 'corrected' into a danger word.
 
-    Read from spacy-lookups-data's lemma table (a declared dependency; no spaCy pipeline
-    is loaded). Empty when that package is missing: the data's `typo_protected` list then
-    is the only guard.
+    Read from spacy-lookups-data's lemma table and spaCy's English stop words (declared
+    dependencies; no spaCy pipeline is loaded or imported). Empty when those are missing:
+    the data's `typo_protected` list then is the only guard.
     """
-    spec = importlib.util.find_spec("spacy_lookups_data")
+    words: set[str] = set()
+    path = _package_file("spacy_lookups_data", "data/en_lemma_lookup.json.gz")
+    if path is not None:
+        with gzip.open(path, "rt", encoding="utf-8") as fh:
+            table = json.load(fh)
+        words.update(table)
+        words.update(table.values())
+    # The lemma table lacks function words ("here", "either"); spaCy's stop-word list has them.
+    # Read as text: importing spaCy here would cost a second for one word list.
+    path = _package_file("spacy", "lang/en/stop_words.py")
+    if path is not None:
+        source = path.read_text(encoding="utf-8")
+        block = re.search(r'STOP_WORDS = set\(\s*"""(.*?)"""', source, re.S)
+        if block:
+            words.update(block.group(1).split())
+    return frozenset(words)
+
+
+def _package_file(package: str, relative: str) -> Path | None:
+    spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        return frozenset()
-    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "en_lemma_lookup.json.gz"
-    if not path.is_file():
-        return frozenset()
-    with gzip.open(path, "rt", encoding="utf-8") as fh:
-        table = json.load(fh)
-    return frozenset(table) | frozenset(table.values())
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / relative
+    return path if path.is_file() else None
 
 
 def typo_map(keywords: Iterable[str], protected: Iterable[str], min_length: int = 5) -> dict[str, str]:

@@ -327,7 +327,8 @@ class RedFlagScreener:
         if "typo_words" in data:
             keywords.update(w.lower() for w, _ in where.strings(
                 data["typo_words"], data.lines["typo_words"], "`typo_words`"))
-        keywords -= protected
+        # Written forms the normaliser rewrites ("cannot", "unable to") get typo tolerance too.
+        keywords.update(source[0] for source in rules.replacements if source[0].isalpha())
         normalizer = Normalizer(rules.replacements, typo_map(keywords, protected))
         return cls(flags, rules, normalizer)
 
