@@ -150,27 +150,35 @@ def test_opens_with_the_disclaimer(page):
 
 def test_symptom_conversation_by_buttons_and_summary_download(page):
     hold_symptom_conversation(page)
+    users = page.locator(".message.user .text").all_inner_texts()
+    assert users[:2] == ["My back hurts", "Lower back"]
+    assert users.count("No") == 9, users  # every warning-sign question answered by button
     texts = " ".join(bot_texts(page)).lower()
-    assert "healthcare provider" in texts, "triage result refers to a provider"
+    assert "healthcare provider" in texts, "the triage result refers to a provider"
     assert page.locator("#emergency-banner").is_hidden()
+    assert "Yes, show the summary" in latest_choices(page)
+    click_choice(page, "Yes, show the summary")
     with page.expect_download() as download_info:
-        before = page.locator(".download").count()
-        page.click("#summary-button")
-        page.wait_for_function("n => document.querySelectorAll('.download').length > n",
-                               arg=before)
         page.locator(".download").last.click()
     download = download_info.value
-    assert download.suggested_filename.endswith(".txt")
+    assert download.suggested_filename == "backline-visit-summary.txt"
     summary = Path(download.path()).read_text(encoding="utf-8")
-    assert "lower back" in summary.lower()
+    assert "Where: lower back" in summary and "Pain score: 5/10" in summary
+    assert "Warning-sign questions:" in summary and "not a doctor" in summary
     assert not page.problems, page.problems
 
 
-def test_typed_summary_request_offers_the_download(page):
+def test_summary_from_the_toolbar_and_by_typing(page):
     opened(page)
     send_text(page, "my lower back hurts after lifting")
-    send_text(page, "summary")
+    page.click("#summary-button")
     page.wait_for_selector(".download")
+    assert page.locator(".message.user .text").last.inner_text() == "Visit summary"
+    send_text(page, "summary")
+    page.wait_for_function("() => document.querySelectorAll('.download').length === 2")
+    with page.expect_download() as download_info:
+        page.locator(".download").last.click()
+    assert "lower back" in Path(download_info.value.path()).read_text(encoding="utf-8")
 
 
 def test_danger_sign_shows_the_emergency_banner(page):
@@ -200,10 +208,12 @@ def test_restart_starts_over(page):
     send_text(page, "I can't control my bladder")
     page.locator("#emergency-banner").wait_for(state="visible")
     page.click("#restart-button")
-    page.wait_for_function("document.querySelectorAll('.message.user').length === 0"
-                           " && document.querySelectorAll('.message.bot').length >= 1"
+    page.wait_for_function("() => document.querySelectorAll('.message.user').length === 0"
+                           " && document.querySelectorAll('.choices').length === 1"
                            " && document.getElementById('typing').hidden")
     assert page.locator("#emergency-banner").is_hidden()
+    assert "not a doctor" in " ".join(bot_texts(page)), "the disclaimer opens the new conversation"
+    assert "My back hurts" in latest_choices(page)
 
 
 @pytest.mark.parametrize("payload", [

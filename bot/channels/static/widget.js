@@ -314,7 +314,9 @@
     removeChoices();
     while (log.firstChild) log.removeChild(log.firstChild);
     banner.hidden = true;
-    send("/restart", null).then(function () { input.focus(); });
+    // the engine answers /restart with the disclaimer; /greet brings back the first choices
+    send("/restart", null);
+    send("/greet", null).then(function () { input.focus(); });
   });
 
   var existing = storedSessionId();
