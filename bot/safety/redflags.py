@@ -107,6 +107,7 @@ class _Flag:
     exclude: _Matcher | None
     historical_is_absent: bool
     examples: dict[str, list[str]]
+    anchors: Anchors = NO_ANCHORS   # union of its phrase lists' anchors: skip the whole flag fast
 
 
 def _spans(matcher: _Matcher | None, tokens: Tokens, words: set[str]) -> list[tuple[int, int]]:
@@ -203,6 +204,8 @@ class RedFlagScreener:
 
     def _screen_flag(self, flag: _Flag, tokens: Tokens, words: set[str], triggers: list[Trigger],
                      text: str) -> list[Finding]:
+        if not flag.anchors.may_match(words):
+            return []
         excluded = _spans(flag.exclude, tokens, words)
         absent = _spans(flag.absent, tokens, words)
         found: list[tuple[tuple[int, int], str]] = []
@@ -426,13 +429,17 @@ class RedFlagScreener:
             for kind in block:
                 examples[kind] = [p for p, _ in where.strings(block[kind], block.lines[kind], f"{what} examples")]
 
+        absent = cls._pattern(compiler, where, spec, "absent", flag_id)
+        negatable = cls._pattern(compiler, where, spec, "negatable", flag_id)
+        flag_anchors = NO_ANCHORS
+        for matcher in (phrases, absent, negatable, *all_of):
+            if matcher is not None:
+                flag_anchors = flag_anchors | matcher.anchors
         return _Flag(
             id=flag_id, level=level, screen_slot=slot, description=" ".join(description.split()),
-            phrases=phrases, all_of=tuple(all_of),
-            absent=cls._pattern(compiler, where, spec, "absent", flag_id),
-            negatable=cls._pattern(compiler, where, spec, "negatable", flag_id),
+            phrases=phrases, all_of=tuple(all_of), absent=absent, negatable=negatable,
             exclude=cls._pattern(compiler, where, spec, "exclude", flag_id),
-            historical_is_absent=historical, examples=examples,
+            historical_is_absent=historical, examples=examples, anchors=flag_anchors,
         )
 
 
