@@ -119,3 +119,9 @@ def test_violation_names_are_rule_names() -> None:
 @pytest.mark.parametrize("text", ["", "   ", "Hello!", "{emergency_number}"])
 def test_empty_and_plain_text(text: str) -> None:
     assert GUARD.check(text) == (text, [])
+
+
+def test_quoted_user_words_are_not_the_bot_speaking() -> None:
+    summary = 'Visit summary\n- In their own words: "I think this is sciatica" / "I took 400 mg of ibuprofen"'
+    assert GUARD.violations(summary) == []
+    assert GUARD.violations("This is sciatica. \u201cquoted\u201d") == ["diagnosis.this_is"]

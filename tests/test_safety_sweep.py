@@ -38,3 +38,31 @@ def test_domain_has_responses() -> None:
 def test_response_passes_the_guard(name: str, text: str) -> None:
     assert GUARD.violations(text) == [], f"{name}: {text}"
     assert GUARD.check(text) == (text, [])
+
+
+def _knowledge_texts() -> list[tuple[str, str]]:
+    """Every sentence-like string in the content team's knowledge files (the bot says these)."""
+    out: list[tuple[str, str]] = []
+
+    def walk(node: object, where: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, f"{where}.{key}")
+        elif isinstance(node, list):
+            for index, value in enumerate(node):
+                walk(value, f"{where}[{index}]")
+        elif isinstance(node, str) and len(node.split()) >= 4:
+            out.append((where, node))
+
+    for path in sorted((ROOT / "data" / "knowledge").glob("*.yml")):
+        if path.name not in ("red_flags.yml", "negation.yml", "guard.yml"):   # rule data, not bot text
+            walk(yaml.safe_load(path.read_text(encoding="utf-8")), path.name)
+    return out
+
+
+KNOWLEDGE_TEXTS = _knowledge_texts()
+
+
+@pytest.mark.parametrize("where,text", KNOWLEDGE_TEXTS, ids=[w for w, _ in KNOWLEDGE_TEXTS])
+def test_knowledge_text_passes_the_guard(where: str, text: str) -> None:
+    assert GUARD.violations(text) == [], f"{where}: {text}"

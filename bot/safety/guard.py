@@ -12,6 +12,8 @@ _TOP_KEYS = {"version", "replacements", "normalize", "lists", "rules", "examples
 _RULE_KEYS = {"name", "category", "pattern", "unless_before", "unless_after", "unless_question",
               "needs_in_sentence"}
 _SENTENCE_END = re.compile(r"[.!?\n]+")
+# The bot quoting the user ('In their own words: "this is sciatica"') is not the bot speaking.
+_QUOTED = re.compile(r'"[^"\n]{0,300}"|\u201c[^\u201d\n]{0,300}\u201d')
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "`": "'"})
 
 
@@ -62,7 +64,8 @@ class OutputGuard:
         return self.replacements.get(category, self.replacements["diagnosis"]), broken
 
     def normalize(self, text: str) -> str:
-        norm = " ".join((text or "").lower().translate(_APOSTROPHES).split())
+        norm = _QUOTED.sub('""', text or "")
+        norm = " ".join(norm.lower().translate(_APOSTROPHES).split())
         for pattern, replacement in self._normalize:
             norm = pattern.sub(replacement, norm)
         return norm
