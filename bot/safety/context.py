@@ -1,10 +1,12 @@
-"""Negation, uncertainty and history around a matched phrase (NegEx / medspaCy ConText style).
+"""Context around a matched phrase, NegEx / medspaCy ConText style: negated, uncertain,
+long past (historical), talked about rather than reported (hypothetical), or someone else's.
 
-The rules are data (`data/knowledge/negation.yml`); this module only applies them:
-triggers are found in one regex pass, overlapping triggers resolve to the longest
-(so the pseudo-trigger "not only" beats "not", and "not sure if" is uncertainty, not
-negation), and each trigger reaches forward or backward a few words until a
-termination ("but", "however", ";", a full stop, ...).
+The rules are data (`data/knowledge/negation.yml`); this module only applies them.
+Triggers are found in one left-to-right pass (a word-sequence lookup, plus one regex for
+the few triggers written with pattern syntax); overlapping triggers resolve to the longest,
+so the pseudo-trigger "not only" beats "not" and "not sure if" is uncertainty, not
+negation. Each trigger reaches forward or backward a few words until a termination
+("but", "however", ";", a full stop, ...) or a break of its own kind.
 """
 
 from __future__ import annotations
