@@ -10,16 +10,21 @@ conversations sending at once. Prints the machine (nproc, CPU model) and the ser
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import os
-import platform
-import statistics
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
+
+# Run as a script, this file's folder comes first on sys.path and "benchmarks/http.py" would
+# shadow the standard library's `http` package; drop that folder before anything imports it.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import argparse  # noqa: E402
+import asyncio  # noqa: E402
+import os  # noqa: E402
+import platform  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
