@@ -164,7 +164,7 @@ class Processor:
         if loop:
             if tracker.last_rejected == loop:
                 return self._policy_prediction(tracker) or Prediction("action_default_fallback", "fallback")
-            if tracker.latest_action_name == loop:
+            if self._latest_real_action(tracker) == loop:
                 return Prediction(ACTION_LISTEN, "loop")
             if self._awaiting_first_action(tracker):
                 return Prediction(loop, "loop")
@@ -175,6 +175,16 @@ class Processor:
         if self._awaiting_first_action(tracker):
             return Prediction("action_default_fallback", "fallback")
         return Prediction(ACTION_LISTEN, "fallback")
+
+    @staticmethod
+    def _latest_real_action(tracker: Tracker) -> str | None:
+        """The last action of this turn that is not the safety layer's own (or action_listen)."""
+        for event in reversed(tracker.events):
+            if event.get("event") == "user":
+                return None
+            if event.get("event") == "action" and event.get("name") not in ev.TRANSPARENT_ACTIONS:
+                return event.get("name")
+        return None
 
     @staticmethod
     def _awaiting_first_action(tracker: Tracker) -> bool:
@@ -273,9 +283,9 @@ class Processor:
                     result = await self._call_custom(tracker, validate, extra)
                 except (ActionFailed, ActionRejected) as exc:
                     log.warning("%s failed: %s", validate, exc)
+            # As Rasa's FormAction: any validated slot (even one reset to None to re-ask) counts.
             filled = candidates or any(
-                e.get("event") == "slot" and e.get("name") in form.required_slots and e.get("value") is not None
-                for e in result.events)
+                e.get("event") == "slot" and e.get("name") in form.required_slots for e in result.events)
             if not activating and not filled:
                 tracker.add(ev.action_rejected(form_name))
                 return None

@@ -43,43 +43,68 @@ class TypoNormalizer:
         self.min_length = min_length
         self.vocab_words: dict[str, int] = {}
         self._deletes: dict[str, list[str]] = {}
+        self._lemmas: frozenset[str] | None = None
+        self._table: Any = {}
 
     def initialize(self, get_examples=None, *, nlp: Language | None = None, words: Iterable[str] = ()) -> None:
+        """Learn the correction targets from the training words.
+
+        A training word that is not English (per the lemma lookups) and sits one edit away from
+        a more frequent target is itself a typo in the data ("bak"), so it is not a target."""
         counts: dict[str, int] = {}
         for word in words:
             word = word.lower()
             if _WORD.match(word):
                 counts[word] = counts.get(word, 0) + 1
-        self.vocab_words = counts
+        self.vocab_words = {w: c for w, c in counts.items() if self.is_english(w)}
         self._build()
+        for word, count in sorted(counts.items(), key=lambda kv: -kv[1]):
+            if word in self.vocab_words:
+                continue
+            near = self.correct(word) if len(word) >= self.min_length else None
+            if near is None or self.vocab_words[near] < count:
+                self.vocab_words[word] = count
+                self._add(word)
+
+    def is_english(self, word: str) -> bool:
+        """Known to the lookup lemmatizer as a form or a lemma (so never "corrected")."""
+        if self._lemmas is None:
+            self._table = _lemma_table(self.nlp)
+            self._lemmas = frozenset(v for v in self._table.values() if isinstance(v, str))
+        return word in self._table or word in self._lemmas
 
     def _build(self) -> None:
-        deletes: dict[str, list[str]] = {}
+        self._deletes = {}
         for word in self.vocab_words:
-            if len(word) < self.min_length:
-                continue
-            for i in range(len(word)):
-                deletes.setdefault(word[:i] + word[i + 1:], []).append(word)
-        self._deletes = deletes
+            self._add(word)
+
+    def _add(self, word: str) -> None:
+        if len(word) < self.min_length:
+            return
+        for i in range(len(word)):
+            self._deletes.setdefault(word[:i] + word[i + 1:], []).append(word)
 
     def correct(self, word: str) -> str | None:
         """The known word one edit away from `word`, most frequent first; None when unsure."""
-        if word in self.vocab_words or len(word) < self.min_length or not _WORD.match(word):
+        if word in self.vocab_words or len(word) < self.min_length or not _WORD.match(word) \
+                or self.is_english(word):
             return None
-        candidates = set(self._deletes.get(word, ()))           # user dropped a letter
+        dropped = set(self._deletes.get(word, ()))                # user dropped a letter ("helo")
+        candidates = set(dropped)
         if len(word) >= 4:
             for i in range(len(word)):
                 variant = word[:i] + word[i + 1:]
                 if variant in self.vocab_words and len(variant) >= 4:
                     candidates.add(variant)                       # user added a letter
                 candidates.update(self._deletes.get(variant, ()))  # swapped/replaced letter
-        best = None
+        best, best_key = None, None
         for cand in candidates:
             if levenshtein(word, cand, self.max_edits + 1) > self.max_edits:
                 continue
-            if best is None or self.vocab_words[cand] > self.vocab_words[best] or (
-                    self.vocab_words[cand] == self.vocab_words[best] and cand < best):
-                best = cand
+            # The commonest slip is a dropped letter, so prefer it; then the more frequent word.
+            key = (cand in dropped, self.vocab_words[cand], cand)
+            if best_key is None or key > best_key:
+                best, best_key = cand, key
         return best
 
     def __call__(self, doc: Doc) -> Doc:
@@ -329,28 +354,42 @@ class IntentClassifier:
                 idx = numpy.concatenate([vectors[i][0] for i in batch])
                 val = numpy.concatenate([vectors[i][1] for i in batch])
                 owner = numpy.repeat(numpy.arange(len(batch)), [len(vectors[i][0]) for i in batch])
-                logits = numpy.tile(self.b, (len(batch), 1))
-                numpy.add.at(logits, owner, val[:, None] * self.W[idx])
+                # Dense batch x touched-rows matrix: a doc's features are unique, so plain assignment.
+                rows, column = numpy.unique(idx, return_inverse=True)
+                X = numpy.zeros((len(batch), len(rows)), dtype="float32")
+                X[owner, column] = val
+                W_rows = self.W[rows]
+                logits = X @ W_rows + self.b
                 logits -= logits.max(axis=1, keepdims=True)
                 probs = numpy.exp(logits)
                 probs /= probs.sum(axis=1, keepdims=True)
-                total += float(-numpy.log(probs[numpy.arange(len(batch)), y[batch]] + 1e-12).sum())
+                gold = y[batch]
+                total += float(-numpy.log(probs[numpy.arange(len(batch)), gold] + 1e-12).sum())
                 grad = probs
-                grad[numpy.arange(len(batch)), y[batch]] -= 1.0
+                grad[numpy.arange(len(batch)), gold] -= 1.0
                 grad /= len(batch)
-                g_w = numpy.zeros_like(self.W)
-                numpy.add.at(g_w, idx, val[:, None] * grad[owner])
-                g_w += l2 * self.W
+                g_w = X.T @ grad + l2 * W_rows
                 g_b = grad.sum(axis=0)
                 step += 1
-                for param, g, m, v in ((self.W, g_w, m_w, v_w), (self.b, g_b, m_b, v_b)):
-                    m *= beta1
-                    m += (1 - beta1) * g
-                    v *= beta2
-                    v += (1 - beta2) * g * g
-                    m_hat = m / (1 - beta1 ** step)
-                    v_hat = v / (1 - beta2 ** step)
-                    param -= learn_rate * m_hat / (numpy.sqrt(v_hat) + eps)
+                correction = learn_rate * numpy.sqrt(1 - beta2 ** step) / (1 - beta1 ** step)
+                # Lazy Adam: only the rows this batch touched move (as sparse embeddings do).
+                m_rows = m_w[rows]
+                m_rows *= beta1
+                m_rows += (1 - beta1) * g_w
+                v_rows = v_w[rows]
+                v_rows *= beta2
+                v_rows += (1 - beta2) * (g_w * g_w)
+                m_w[rows] = m_rows
+                v_w[rows] = v_rows
+                numpy.sqrt(v_rows, out=v_rows)
+                v_rows += eps
+                m_rows /= v_rows
+                m_rows *= correction
+                W_rows -= m_rows
+                self.W[rows] = W_rows
+                m_b[:] = beta1 * m_b + (1 - beta1) * g_b
+                v_b[:] = beta2 * v_b + (1 - beta2) * g_b * g_b
+                self.b -= correction * m_b / (numpy.sqrt(v_b) + eps)
             if progress:
                 progress(epoch + 1, epochs, total / max(1, len(docs)))
 

@@ -48,14 +48,14 @@ class NLUSettings:
     epochs: int = 30
     seed: int = 42
     hash_length: int = 2 ** 18
-    batch_size: int = 32
+    batch_size: int = 64
     learn_rate: float = 0.05
 
     @classmethod
     def from_config(cls, pipeline: list[dict[str, Any]], backline: dict[str, Any], path: Path | None = None) -> "NLUSettings":
         s = cls(max_edits=int(backline.get("typo_tolerance", 1)), epochs=int(backline.get("epochs", 30)),
                 seed=int(backline.get("seed", 42)), hash_length=int(backline.get("hash_length", 2 ** 18)),
-                batch_size=int(backline.get("batch_size", 32)), learn_rate=float(backline.get("learn_rate", 0.05)))
+                batch_size=int(backline.get("batch_size", 64)), learn_rate=float(backline.get("learn_rate", 0.05)))
         s.entities = s.synonyms = False
         for index, comp in enumerate(pipeline):
             name = comp.get("name")
