@@ -136,7 +136,7 @@ def normalize_word(word: str, replacements: dict[tuple[str, ...], tuple[str, ...
 
 @dataclass(frozen=True)
 class Anchors:
-    """Words one of which must start any match: lets a scan skip regexes that cannot match."""
+    """Words (or word prefixes) one of which is in any match: lets a scan skip regexes that cannot match."""
 
     words: frozenset[str] = frozenset()
     stems: tuple[str, ...] = ()
