@@ -21,11 +21,11 @@ def test_screen_latency_per_20_word_message() -> None:
         assert 15 <= len(message.split()) <= 22
         SCREENER.screen(message)                      # warm up
     rounds = 200
-    start = time.perf_counter()
+    start = time.process_time()     # CPU time: other processes on a busy machine do not count
     for _ in range(rounds):
         for message in MESSAGES:
             SCREENER.screen(message)
-    per_message = (time.perf_counter() - start) / (rounds * len(MESSAGES))
+    per_message = (time.process_time() - start) / (rounds * len(MESSAGES))
     print(f"screen(): {per_message * 1e6:.0f} us per 20-word message")
     # Target is ~0.3 ms on a laptop; the bound is loose so a busy CI machine does not flake.
     assert per_message < 0.003
