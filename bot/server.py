@@ -84,8 +84,10 @@ def create_app(agent: Any, credentials: dict[str, Any] | None = None, *, token: 
     frames = frame_origins if frame_origins is not None else origins
     frame_ancestors = "*" if not frames or "*" in frames else " ".join(frames)
 
+    # configure_logging=False: Sanic's records go to the root logger that `bot` configures,
+    # instead of also printing them through handlers of its own (every line twice).
     app = Sanic(f"backline_{next(_app_numbers)}_{uuid.uuid4().hex[:8]}",
-                error_handler=JsonErrorHandler())
+                error_handler=JsonErrorHandler(), configure_logging=False)
     app.config.REQUEST_MAX_SIZE = max_request_bytes
     app.config.WEBSOCKET_MAX_SIZE = max_request_bytes
     app.config.ACCESS_LOG = False
@@ -112,7 +114,7 @@ def create_app(agent: Any, credentials: dict[str, Any] | None = None, *, token: 
 
     # -- Rasa's HTTP API ------------------------------------------------------------------------
 
-    @app.get("/health")
+    @app.route("/health", methods=["GET", "HEAD"])
     async def health(request: Request) -> HTTPResponse:
         return response.json({"status": "ok"})
 

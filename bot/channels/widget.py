@@ -77,15 +77,15 @@ def widget_blueprint(tracker_of: StateFn, settings: dict[str, Any]) -> Blueprint
         resp.headers["Cache-Control"] = "no-cache"
         return resp
 
-    @bp.get("/")
+    @bp.route("/", methods=["GET", "HEAD"])
     async def page(request: Request) -> HTTPResponse:
         return serve_file("index.html")
 
-    @bp.get("/widget/frame")
+    @bp.route("/widget/frame", methods=["GET", "HEAD"])
     async def frame(request: Request) -> HTTPResponse:
         return serve_file("index.html")  # the server lets other sites frame this path only
 
-    @bp.get("/widget/<name:str>")
+    @bp.route("/widget/<name:str>", methods=["GET", "HEAD"])
     async def static(request: Request, name: str) -> HTTPResponse:
         if name == "index.html":
             return serve_file("index.html")
