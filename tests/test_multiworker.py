@@ -23,8 +23,8 @@ from tests.stores_fixtures import (  # noqa: F401  (fixtures)
     pg_reset,
     project_template,
     redis_available,
+    redis_cleanup,
     redis_config,
-    redis_prefix,
     user_texts,
 )
 
@@ -41,21 +41,26 @@ SCRIPT = [
 ]
 
 
-@pytest.fixture(params=["redis", "postgresql"], ids=["redis-tracker", "postgresql-tracker"])
-def endpoints(request: pytest.FixtureRequest, redis_prefix: str) -> dict:
+@pytest.fixture(scope="module", params=["redis", "postgresql"], ids=["redis-tracker", "postgresql-tracker"])
+def endpoints(request: pytest.FixtureRequest, redis_available: None) -> Iterator[dict]:
+    prefix = f"backline_test_{uuid.uuid4().hex[:12]}"
     if request.param == "redis":
-        tracker = redis_config(redis_prefix)
+        tracker = redis_config(prefix)
     else:
         database = request.getfixturevalue("pg_database")
         asyncio.run(pg_reset(database))
         tracker = pg_config(database)
-    return {"tracker_store": tracker, "lock_store": redis_config(redis_prefix)}
+    yield {"tracker_store": tracker, "lock_store": redis_config(prefix)}
+    asyncio.run(redis_cleanup(prefix))
 
 
-@pytest.fixture
-def workers(project_template: Path, endpoints: dict, tmp_path: Path) -> Iterator[list[BotServer]]:
-    project = make_project(project_template, tmp_path, endpoints)
-    servers = [BotServer(project, tmp_path, f"worker-{n}") for n in range(2)]
+@pytest.fixture(scope="module")
+def workers(project_template: Path, endpoints: dict,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[BotServer]]:
+    """Two `bot run` processes on one project, shared by the tests of one store pairing."""
+    where = tmp_path_factory.mktemp("multiworker")
+    project = make_project(project_template, where, endpoints)
+    servers = [BotServer(project, where, f"worker-{n}") for n in range(2)]
     try:
         for server in servers:
             server.launch()
