@@ -3,15 +3,22 @@
 PostgreSQL: one temporary database `backline_test_<random>` per test run, dropped at the end.
 Redis: db 15 with a random key prefix per test, whose keys are deleted afterwards.
 Without a server the tests skip; with CI=true set they fail instead.
+Also: `bot run` processes on a copy of the project, for the multi-worker and crash tests.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import signal
 import socket
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -141,13 +148,6 @@ def store_config(store_kind: str, request: pytest.FixtureRequest, tmp_path: Any)
 
 
 # -- real `bot run` processes (multi-worker and crash tests) ---------------------------------
-
-import shutil  # noqa: E402
-import signal  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT_FILES = ("config.yml", "domain.yml", "credentials.yml", "data", "actions")

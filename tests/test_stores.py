@@ -23,14 +23,11 @@ from bot.stores import (
 )
 from bot.stores.base import mask_url
 from tests.stores_fixtures import (  # noqa: F401  (fixtures)
-    PG_HOST,
-    PG_PORT,
     REDIS_DB,
     REDIS_HOST,
     REDIS_PORT,
     pg_admin,
     pg_database,
-    pg_config,
     redis_available,
     redis_prefix,
     store_config,
