@@ -154,7 +154,9 @@ async def main() -> None:
     parser.add_argument("--stores", default="memory,sqlite,postgresql,redis")
     args = parser.parse_args()
 
-    print(f"machine: {len(os.sched_getaffinity(0))} CPUs (nproc), {cpu_model()}; Python {platform.python_version()}")
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    print(f"machine: {len(os.sched_getaffinity(0))} CPUs (nproc), {cpu_model()}; Python {platform.python_version()}; "
+          f"load average {load}")
     print(f"turn = 6 events; load = conversation of {HISTORY_TURNS} turns ({6 * HISTORY_TURNS} events); "
           f"{args.seconds:g} s per cell; c = concurrent tasks in one process")
     print()
