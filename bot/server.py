@@ -140,11 +140,12 @@ def create_app(agent: Any, credentials: dict[str, Any] | None = None, *, token: 
     async def tracker(request: Request, conversation_id: str) -> HTTPResponse:
         check_token(request, token)
         conversation_id = sender_id(conversation_id, "conversation_id")
-        include = (request.args.get("include_events") or "AFTER_RESTART").upper()
-        if include not in INCLUDE_EVENTS:
+        include = request.args.get("include_events", "AFTER_RESTART")
+        if include.upper() not in INCLUDE_EVENTS or include not in (include.upper(),
+                                                                      include.lower()):
             raise ApiError(400, f"include_events must be one of {', '.join(INCLUDE_EVENTS)}",
                            "InvalidParameter", field="include_events")
-        found = await agent.tracker_dict(conversation_id, include_events=include)
+        found = await agent.tracker_dict(conversation_id, include_events=include.upper())
         if found is None:
             raise ApiError(404, f"no conversation with id {conversation_id!r}",
                            "ConversationNotFound")

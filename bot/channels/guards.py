@@ -8,6 +8,7 @@ import hmac
 import json
 import logging
 import math
+import re
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from bot.stores.base import StoreUnavailable
 logger = logging.getLogger(__name__)
 
 MAX_SENDER_ID_CHARS = 256
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 # Pages may load scripts, styles and data only from this server: no inline code at all.
 PAGE_CSP = (
@@ -124,14 +126,12 @@ def required_text(data: dict[str, Any], key: str) -> str:
 
 
 def sender_id(value: Any, key: str = "sender") -> str:
-    """A conversation id: a non-empty string (numbers are accepted as Rasa clients send them)."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = str(value)
+    """A conversation id: a non-empty string without control characters."""
     if not isinstance(value, str):
         raise ApiError(400, f"`{key}` must be a string", "WrongType", field=key)
-    if not value or len(value) > MAX_SENDER_ID_CHARS or not value.isprintable():
-        raise ApiError(400, f"`{key}` must be 1-{MAX_SENDER_ID_CHARS} printable characters",
-                       "InvalidSenderId", field=key)
+    if not value or len(value) > MAX_SENDER_ID_CHARS or _CONTROL.search(value):
+        raise ApiError(400, f"`{key}` must be 1-{MAX_SENDER_ID_CHARS} characters without "
+                       "control characters", "InvalidSenderId", field=key)
     return value
 
 
@@ -144,11 +144,18 @@ def optional_object(data: dict[str, Any], key: str) -> dict[str, Any] | None:
     return value
 
 
+_TRUE, _FALSE = {"true"}, {"false"}
+
+
 def bool_arg(request: Request, name: str, default: bool = False) -> bool:
-    value = request.args.get(name)
-    if value is None:
+    values = request.args.getlist(name)
+    if not values:
         return default
-    return value.strip().lower() in {"1", "true", "yes", "on"}
+    value = values[-1].strip().lower()
+    if value not in _TRUE | _FALSE or len(set(values)) > 1:
+        raise ApiError(400, f"query parameter `{name}` must be true or false", "InvalidParameter",
+                       field=name)
+    return value in _TRUE
 
 
 def check_token(request: Request, token: str | None) -> None:

@@ -36,11 +36,12 @@ _MESSAGE_REQUEST = {
     "type": "object",
     "required": ["message"],
     "properties": {
-        "sender": {"type": "string", "minLength": 1, "maxLength": 256,
+        "sender": {"type": "string", "nullable": True, "minLength": 1, "maxLength": 256,
+                   "pattern": "^[^\\x00-\\x1f\\x7f]*$",
                    "description": "conversation id; `default` when missing"},
         "message": {"type": "string", "minLength": 1, "pattern": "\\S"},
-        "metadata": {"type": "object"},
-        "input_channel": {"type": "string"},
+        "metadata": {"type": "object", "nullable": True},
+        "input_channel": {"type": "string", "nullable": True},
     },
 }
 
@@ -138,7 +139,7 @@ def openapi_document(*, auth: bool = False) -> dict[str, Any]:
                 "requestBody": {**body, "content": {"application/json": {"schema": {
                     "type": "object", "required": ["text"],
                     "properties": {"text": {"type": "string", "minLength": 1, "pattern": "\\S"},
-                                   "message_id": {"type": "string"}}}}}},
+                                   "message_id": {"type": "string", "nullable": True}}}}}},
                 "responses": {"200": _json({"$ref": "#/components/schemas/ParseResult"},
                                            "parse result"),
                               **_errors(400, *auth_errors, 413, 429)}}},
@@ -147,7 +148,8 @@ def openapi_document(*, auth: bool = False) -> dict[str, Any]:
                 "parameters": [conversation_id, {
                     "name": "include_events", "in": "query", "required": False,
                     "schema": {"type": "string",
-                               "enum": ["ALL", "AFTER_RESTART", "APPLIED", "NONE"]}}],
+                               "enum": ["ALL", "AFTER_RESTART", "APPLIED", "NONE",
+                                        "all", "after_restart", "applied", "none"]}}],
                 "responses": {"200": _json({"$ref": "#/components/schemas/Tracker"}, "tracker"),
                               **_errors(400, *auth_errors, 404)}}},
             "/conversations/{conversation_id}": {"delete": {
