@@ -213,7 +213,8 @@ class SQLTrackerStore(TrackerStore):
         async with self._guard(), self._engine.connect() as conn:
             yield conn
 
-    def _upsert(self):  # type: ignore[no-untyped-def]
+    def _upsert(self) -> Any:
+        """INSERT ... ON CONFLICT for this dialect (both spell it the same way)."""
         return (sqlite.insert if self._is_sqlite else postgresql.insert)(conversations)
 
     async def load(self, sender_id: str) -> list[dict]:
