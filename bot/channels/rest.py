@@ -72,6 +72,7 @@ def rest_blueprint(handle: Handler, *, rate_limiter: RateLimiter | None = None,
 
     @bp.post("/webhook")
     async def receive(request: Request) -> HTTPResponse | None:
+        streaming = bool_arg(request, "stream")  # checked first: a bad flag runs nothing
         data = json_body(request)
         sender = sender_id(data["sender"]) if data.get("sender") is not None else "default"
         text = required_text(data, "message")
@@ -81,7 +82,7 @@ def rest_blueprint(handle: Handler, *, rate_limiter: RateLimiter | None = None,
             rate_limiter.check(f"ip:{request.remote_addr or request.ip}", f"sender:{sender}")
         bot_messages = await handle(text, sender, metadata, input_channel)
         messages = rest_messages(sender, bot_messages)
-        if not bool_arg(request, "stream"):
+        if not streaming:
             return response.json(messages)
         # Newline-delimited JSON as Rasa streams it; the engine answers a turn at once,
         # so the lines arrive together, but clients written for Rasa's stream work unchanged.
