@@ -153,13 +153,6 @@ ROOT = Path(__file__).resolve().parent.parent
 PROJECT_FILES = ("config.yml", "domain.yml", "credentials.yml", "data", "actions")
 
 
-def server_ready_or_skip() -> None:
-    """Part of the tree the process tests need; absent while the server is being built."""
-    missing = [name for name in ("bot/server.py", "bot/cli.py", "bot/agent.py") if not (ROOT / name).exists()]
-    if missing:
-        pytest.skip(f"`bot run` is not available yet (missing {', '.join(missing)})")
-
-
 @pytest.fixture(scope="session")
 def project_template(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Path:
     """A copy of the project with a trained model, made once per session.
@@ -167,7 +160,6 @@ def project_template(tmp_path_factory: pytest.TempPathFactory, request: pytest.F
     The model comes from the repository's models/ or pytest's cache when one fits the data;
     otherwise `bot train` runs once (minutes) and the result is cached for later sessions.
     """
-    server_ready_or_skip()
     template = tmp_path_factory.mktemp("project-template")
     for name in PROJECT_FILES:
         source = ROOT / name
