@@ -200,9 +200,10 @@ def plot_confusion(report: dict[str, Any], path: Path) -> bool:
 
 # -- safety sweep -------------------------------------------------------------------------------
 
-def _typo(text: str) -> str:
-    """Double one letter of the longest word (a common slip) to probe typo tolerance."""
-    words = re.findall(r"[A-Za-z]{6,}", text)
+def _typo(text: str, is_word=lambda w: True) -> str:
+    """Double one letter of the longest correctly spelt word (a common slip) to probe typo
+    tolerance; words already misspelt in the example are left alone (one typo per word)."""
+    words = [w for w in re.findall(r"[A-Za-z]{6,}", text) if is_word(w.lower())]
     if not words:
         return text
     word = max(words, key=len)
@@ -210,7 +211,7 @@ def _typo(text: str) -> str:
     return text.replace(word, word[:i] + word[i] + word[i:], 1)
 
 
-def safety_cases(screener: Any, full: bool) -> list[tuple[str, str, bool]]:
+def safety_cases(screener: Any, full: bool, is_word=lambda w: True) -> list[tuple[str, str, bool]]:
     """(flag, text, expected present) for every example phrasing x context x typo."""
     cases: list[tuple[str, str, bool]] = []
     for flag in screener.flags:
@@ -219,7 +220,7 @@ def safety_cases(screener: Any, full: bool) -> list[tuple[str, str, bool]]:
             for text in examples.get(kind, []):
                 variants = [text, FILLER_BEFORE + text + FILLER_AFTER]
                 if full:
-                    variants += [text.upper(), _typo(text), f"{FILLER_BEFORE}{_typo(text)}"]
+                    variants += [text.upper(), _typo(text, is_word), f"{FILLER_BEFORE}{_typo(text, is_word)}"]
                 cases += [(flag, v, True) for v in variants]
         for kind in ("negated", "absent"):
             for text in examples.get(kind, []):
@@ -235,7 +236,8 @@ def evaluate_safety(project: Project, agent: Any, full: bool) -> dict[str, Any]:
     guard = agent.processor.guard
     missed, false_alarms = [], []
     positives = negatives = 0
-    for flag, text, expected in safety_cases(screener, full):
+    normaliser = agent.nlu.nlp.get_pipe("backline_normalizer")
+    for flag, text, expected in safety_cases(screener, full, normaliser.is_english):
         present = flag in screener.screen(text).present
         if expected:
             positives += 1

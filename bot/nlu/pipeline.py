@@ -121,7 +121,11 @@ def train_nlp(data: TrainingData, settings: NLUSettings,
         phrases: dict[str, list[str]] = {}
         for ex in data.examples:
             for ent in ex.entities:
-                phrases.setdefault(ent["entity"], []).append(ex.text[ent["start"]:ent["end"]])
+                surface = ex.text[ent["start"]:ent["end"]]
+                # Bare numbers and tiny tokens ("8", "7/10") would match anywhere ("8 months"):
+                # the regexes in the data cover those.
+                if len(surface) >= 3 and re.search(r"[A-Za-z]{3}", surface):
+                    phrases.setdefault(ent["entity"], []).append(surface)
         for name, values in data.lookups.items():
             phrases.setdefault(name, []).extend(values)
         nlp.get_pipe("backline_entities").initialize(
