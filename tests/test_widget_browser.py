@@ -200,7 +200,23 @@ def test_reload_continues_the_conversation(page):
     page.reload()
     page.wait_for_function("n => document.querySelectorAll('.message').length >= n", arg=count)
     assert page.evaluate("localStorage.getItem('backline.session_id')") == session
-    assert "my lower back hurts" in page.locator(".message.user .text").all_inner_texts()
+    users = page.locator(".message.user .text").all_inner_texts()
+    assert users == ["my lower back hurts"], "the widget's own /greet is not shown"
+    assert "not a doctor" in bot_texts(page)[0]
+    assert page.locator(".choices").count() <= 1, "only the latest quick replies stay"
+
+
+def test_typing_indicator_shows_while_waiting(page):
+    opened(page)
+    page.evaluate("""() => {
+        const typing = document.getElementById('typing');
+        window.typingSeen = false;
+        new MutationObserver(() => { if (!typing.hidden) window.typingSeen = true; })
+            .observe(typing, {attributes: true});
+    }""")
+    send_text(page, "hello")
+    assert page.evaluate("() => window.typingSeen")
+    assert page.locator("#typing").is_hidden()
 
 
 def test_restart_starts_over(page):

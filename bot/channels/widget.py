@@ -37,6 +37,10 @@ def _load_files() -> dict[str, tuple[bytes, str]]:
     return files
 
 
+# Payloads the widget sends by itself: shown with these words, or (None) not at all.
+_WIDGET_PAYLOADS = {"/greet": None, "/restart": None, "/request_summary": "Visit summary"}
+
+
 def transcript(tracker: dict[str, Any]) -> list[dict[str, Any]]:
     """User and bot texts of a tracker, as the widget shows them (button payloads -> titles)."""
     out: list[dict[str, Any]] = []
@@ -45,7 +49,9 @@ def transcript(tracker: dict[str, Any]) -> list[dict[str, Any]]:
         kind = event.get("event")
         if kind == "user" and event.get("text"):
             text = event["text"]
-            out.append({"from": "user", "text": titles.get(text, text)})
+            shown = titles.get(text, _WIDGET_PAYLOADS.get(text, text))
+            if shown:
+                out.append({"from": "user", "text": shown})
         elif kind == "bot":
             data = event.get("data") or {}
             message = {"text": event.get("text"), "buttons": data.get("buttons"),
