@@ -39,9 +39,15 @@ class Agent:
 
     @classmethod
     def load(cls, root: str | Path = ".", *, tracker_store: Any = None, lock_store: Any = None,
-             train_if_needed: bool = True, progress: bool = False, project: Project | None = None) -> "Agent":
-        """Load the project; train the NLU model first when the data changed (and allowed)."""
+             train_if_needed: bool = True, progress: bool | None = None, project: Project | None = None) -> "Agent":
+        """Load the project; train the NLU model first when the data changed (and allowed).
+        A progress bar shows while training when stderr is a terminal (progress=None)."""
+        import sys
+
         from bot.stores import create_lock_store, create_tracker_store
+
+        if progress is None:
+            progress = sys.stderr.isatty()
 
         project = project or load_project(root)
         nlu, model_path, meta = load_or_train(project, train_if_needed=train_if_needed, progress=progress)
