@@ -63,7 +63,7 @@ def cors_from_credentials(credentials: dict[str, Any]) -> list[str]:
 def create_app(agent: Any, credentials: dict[str, Any] | None = None, *, token: str | None = None,
                cors_origins: list[str] | None = None, max_request_bytes: int = 1_000_000,
                rate_limit: str | tuple[int, float] | None = None,
-               frame_origins: list[str] | None = None) -> Sanic:
+               frame_origins: list[str] | None = None, name: str | None = None) -> Sanic:
     """One Sanic app for `agent`. Channels come from `credentials` (credentials.yml's dict):
     `rest:` and `socketio:` keys enable them; with no credentials both are on.
 
@@ -72,7 +72,8 @@ def create_app(agent: Any, credentials: dict[str, Any] | None = None, *, token: 
     credentials.yml); `["*"]` allows any. rate_limit: `"COUNT/SECONDS"` of messages per sender
     and per client address on the webhook and /model/parse; None = unlimited.
     frame_origins: sites that may frame the widget via embed.js (default: the CORS origins,
-    else any site); `/` itself can never be framed.
+    else any site); `/` itself can never be framed. name: the Sanic app name (unique per
+    process; made up when not given -- worker processes must rebuild the same name).
     """
     from bot.agent import UserMessage  # the engine; imported late so `bot.server` stays cheap
 
@@ -86,7 +87,7 @@ def create_app(agent: Any, credentials: dict[str, Any] | None = None, *, token: 
 
     # configure_logging=False: Sanic's records go to the root logger that `bot` configures,
     # instead of also printing them through handlers of its own (every line twice).
-    app = Sanic(f"backline_{next(_app_numbers)}_{uuid.uuid4().hex[:8]}",
+    app = Sanic(name or f"backline_{next(_app_numbers)}_{uuid.uuid4().hex[:8]}",
                 error_handler=JsonErrorHandler(), configure_logging=False)
     app.config.REQUEST_MAX_SIZE = max_request_bytes
     app.config.WEBSOCKET_MAX_SIZE = max_request_bytes
@@ -229,7 +230,7 @@ def serve(root: Path | str = ".", host: str = "127.0.0.1", port: int = 5005, wor
     if isinstance(opts.get("cors_origins"), str):
         opts["cors_origins"] = [o.strip() for o in opts["cors_origins"].split(",") if o.strip()]
     opts.setdefault("token", os.environ.get("BACKLINE_AUTH_TOKEN") or None)
-    known = {"token", "cors_origins", "max_request_bytes", "rate_limit", "frame_origins"}
+    known = {"token", "cors_origins", "max_request_bytes", "rate_limit", "frame_origins"}  # + name
     for key in set(opts) - known:
         logger.warning("serve(): ignoring unknown option %r (known: %s)", key, sorted(known))
         opts.pop(key)
@@ -247,7 +248,7 @@ def serve(root: Path | str = ".", host: str = "127.0.0.1", port: int = 5005, wor
 
     Agent.load(root)  # train once here, not in every worker
     print(banner, flush=True)
-    loader = AppLoader(factory=partial(_app_from_root, root, opts))
+    loader = AppLoader(factory=partial(_app_from_root, root, {**opts, "name": "backline"}))
     app = loader.load()
     app.prepare(host=host, port=port, workers=workers, access_log=False, motd=False)
     Sanic.serve(primary=app, app_loader=loader)
