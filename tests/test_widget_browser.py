@@ -187,6 +187,10 @@ def test_danger_sign_shows_the_emergency_banner(page):
     banner = page.locator("#emergency-banner")
     banner.wait_for(state="visible")
     assert "911" in banner.inner_text()
+    page.wait_for_timeout(100)
+    assert page.evaluate("""() => { const log = document.getElementById('log');
+        return log.scrollHeight - log.scrollTop - log.clientHeight < 4; }"""), \
+        "the reply under the banner stays in view"
     # the banner stays in view while the conversation scrolls on
     send_text(page, "what are the paraspinal muscles?")
     assert banner.is_visible() and banner.bounding_box()["y"] < 200

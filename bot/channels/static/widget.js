@@ -210,6 +210,7 @@
     } else {
       banner.hidden = true;
     }
+    scrollToEnd();   // the banner takes room from the log: keep the latest message in view
   }
 
   function fetchState() {
