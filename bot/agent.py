@@ -74,33 +74,30 @@ class Agent:
         """Process one user message under the conversation's lock; returns the bot's messages."""
         from bot.stores import StoreUnavailable
 
-        async with self.lock_store.lock(message.sender_id):
-            try:
-                events = await self.tracker_store.load(message.sender_id)
-            except StoreUnavailable:
-                log.error("tracker store unavailable while loading a conversation")
-                return [{"text": self._fill(STORE_DOWN_TEXT)}]
-            tracker = Tracker(message.sender_id, self.project.domain, events)
-            replies = await self.processor.handle(tracker, message)
-            try:
-                await self.tracker_store.append(message.sender_id, tracker.new_events)
-            except StoreUnavailable:
-                log.error("tracker store unavailable while saving a turn; nothing was saved")
-                return [{"text": self._fill(STORE_DOWN_TEXT)}]
-            return replies
+        try:
+            async with self.lock_store.lock(message.sender_id):
+                tracker = Tracker(message.sender_id, self.project.domain,
+                                  await self.tracker_store.load(message.sender_id))
+                replies = await self.processor.handle(tracker, message)
+                await self.tracker_store.append(message.sender_id, tracker.new_events)  # all or nothing
+                return replies
+        except StoreUnavailable as exc:
+            log.error("conversation store unavailable; the turn was not saved: %s", exc)
+            return [{"text": self._fill(STORE_DOWN_TEXT)}]
 
     async def start_conversation(self, sender_id: str, input_channel: str = "rest") -> list[dict[str, Any]]:
         """The conversation's opening messages (disclaimer) when it is new; [] when it is running."""
         from bot.stores import StoreUnavailable
 
-        async with self.lock_store.lock(sender_id):
-            try:
+        try:
+            async with self.lock_store.lock(sender_id):
                 tracker = Tracker(sender_id, self.project.domain, await self.tracker_store.load(sender_id))
                 replies = await self.processor.start(tracker)
                 await self.tracker_store.append(sender_id, tracker.new_events)
-            except StoreUnavailable:
-                return [{"text": self._fill(STORE_DOWN_TEXT)}]
-            return replies
+                return replies
+        except StoreUnavailable as exc:
+            log.error("conversation store unavailable: %s", exc)
+            return [{"text": self._fill(STORE_DOWN_TEXT)}]
 
     async def parse(self, text: str, message_id: str | None = None) -> dict[str, Any]:
         return self.nlu.parse(text, message_id)
@@ -135,6 +132,16 @@ class Agent:
     async def close(self) -> None:
         await self.runner.close()
         await self.tracker_store.close()
+        close_locks = getattr(self.lock_store, "close", None)
+        if close_locks is not None:
+            await close_locks()
+
+    async def ping_stores(self) -> None:
+        """Raise StoreUnavailable (URL with password masked) when a store cannot be reached."""
+        await self.tracker_store.ping()
+        ping_locks = getattr(self.lock_store, "ping", None)
+        if ping_locks is not None:
+            await ping_locks()
 
     def _fill(self, text: str) -> str:
         return text.replace("{emergency_number}", str(self.settings.get("emergency_number", "911")))

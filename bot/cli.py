@@ -193,12 +193,58 @@ def cmd_forget(args: argparse.Namespace) -> int:
 def cmd_shell(args: argparse.Namespace) -> int:
     from bot.channels.console import run_console
 
+    check_deployment(args.project, 1)
+
     return run_console(args.project, sender=args.sender, color=not args.no_color)
+
+
+def check_deployment(project_dir: str, workers: int) -> None:
+    """Fail fast, in one line, before serving: unreachable stores (URL with the password
+    masked), or several workers on a store that only one process can use. Also applies the
+    retention policy (`conversation_ttl_days`) once at start."""
+    import time
+
+    from bot.project import load_project
+    from bot.stores import create_lock_store, create_tracker_store
+
+    project = load_project(project_dir)
+    tracker_cfg = project.endpoints.get("tracker_store") or {}
+    lock_cfg = project.endpoints.get("lock_store") or {}
+    if workers > 1:
+        kind = str(tracker_cfg.get("type") or "sql").lower()
+        dialect = str(tracker_cfg.get("dialect") or "sqlite").lower()
+        if kind in ("memory", "in_memory", "inmemory") or (kind == "sql" and dialect == "sqlite"):
+            raise ProjectError(project.root / "endpoints.yml", None,
+                               f"--workers {workers} needs a tracker store every worker can share; the "
+                               f"{'in-memory' if kind != 'sql' else 'SQLite'} store serves one process only. "
+                               "Set tracker_store to PostgreSQL (type: sql, dialect: postgresql) or Redis, "
+                               "or run with --workers 1")
+        if str(lock_cfg.get("type") or "").lower() != "redis":
+            raise ProjectError(project.root / "endpoints.yml", None,
+                               f"--workers {workers} needs `lock_store: {{type: redis}}` so each conversation's "
+                               "messages are processed one at a time across workers")
+
+    async def ping() -> int:
+        tracker_store = create_tracker_store(tracker_cfg or None, project.root)
+        lock_store = create_lock_store(lock_cfg or None)
+        try:
+            await tracker_store.ping()
+            await lock_store.ping()
+            days = tracker_cfg.get("conversation_ttl_days")
+            return await tracker_store.purge(time.time() - float(days) * 86400) if days else 0
+        finally:
+            await tracker_store.close()
+            await lock_store.close()
+
+    purged = asyncio.run(ping())
+    if purged:
+        print(f"Erased {purged} conversation(s) older than {tracker_cfg.get('conversation_ttl_days')} days.")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from bot.server import serve
 
+    check_deployment(args.project, args.workers)
     cors = [o.strip() for o in args.cors.split(",")] if args.cors else None
     return serve(Path(args.project), host=args.host, port=args.port, workers=args.workers,
                  token=args.auth_token, cors_origins=cors, max_request_bytes=args.max_request_bytes) or 0

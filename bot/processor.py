@@ -265,7 +265,8 @@ class Processor:
         for event in result.events:
             if event.get("event") == "slot" and event.get("name") == "triage_level":
                 event = {**event, "value": raise_level(tracker.slots.get("triage_level"), event.get("value"))}
-            event.setdefault("timestamp", time.time())
+            if event.get("timestamp") is None:  # rasa-sdk events carry null timestamps
+                event = {**event, "timestamp": time.time()}
             tracker.add(event)
 
     async def _run_form(self, tracker: Tracker, form_name: str, out: list[dict[str, Any]]) -> str | None:

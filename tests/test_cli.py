@@ -109,3 +109,23 @@ def test_forget_erases_a_conversation(tmp_path):
     assert result.returncode == 0 and "Erased" in result.stdout
     result = run_bot("forget", "alice", "--project", str(root))
     assert result.returncode == 1 and "No conversation" in result.stdout
+
+
+def test_run_refuses_several_workers_on_sqlite(tmp_path):
+    root = copy_project(tmp_path / "p")
+    result = run_bot("run", "--project", str(root), "--workers", "2", "--port", "1")
+    assert result.returncode == 1
+    assert "SQLite" in result.stderr and "--workers 1" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unreachable_store_at_start_names_the_url_without_password(tmp_path):
+    root = copy_project(tmp_path / "p")
+    (root / "endpoints.yml").write_text(
+        "tracker_store:\n  type: sql\n  dialect: postgresql\n  url: 127.0.0.1\n  port: 1\n"
+        "  username: bob\n  password: hunter2\n  db: backline\n")
+    for command in (["run", "--port", "1"], ["shell"]):
+        result = run_bot(*command, "--project", str(root), input="hi\n", timeout=60)
+        assert result.returncode == 1
+        assert "127.0.0.1:1" in result.stderr and "hunter2" not in result.stderr
+        assert "Traceback" not in result.stderr and result.stderr.strip().count("\n") == 0

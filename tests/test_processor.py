@@ -1,0 +1,144 @@
+"""The path of one message through the real engine: disclaimer, safety preemption, levels that
+never drop, restart, guard on every text, store failures, session expiry, config numbers."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+
+from bot.agent import Agent, UserMessage
+from bot.dialogue import tracker as ev
+from bot.stores import InMemoryLockStore, InMemoryTrackerStore, create_tracker_store
+from tests.helpers import ROOT, copy_project
+
+
+def _sender() -> str:
+    return uuid.uuid4().hex
+
+
+def _texts(replies) -> str:
+    return "\n".join(r.get("text", "") for r in replies)
+
+
+@pytest.mark.parametrize("first", ["hi", "what are the paraspinal muscles?", "my back hurts", "asdfgh"])
+def test_every_conversation_opens_with_the_disclaimer(chat, first):
+    replies = chat(first, _sender())
+    assert "not a doctor" in replies[0]["text"] and "can't diagnose" in replies[0]["text"]
+    assert "911" in replies[0]["text"]
+
+
+def test_danger_sign_in_a_greeting_is_acted_on_at_once(chat, agent, loop):
+    sender = _sender()
+    text = _texts(chat("hi there, I can't control my bladder since this morning", sender))
+    assert "911" in text and "emergency" in text.lower()
+    slots = loop.run_until_complete(agent.tracker(sender)).slots
+    assert slots["triage_level"] == "emergency" and "bladder_bowel" in slots["red_flags"]
+
+
+def test_emergency_mid_form_stops_the_questions(chat, agent, loop):
+    sender = _sender()
+    chat("my lower back hurts after lifting", sender)
+    assert loop.run_until_complete(agent.tracker(sender)).active_loop == "symptom_form"
+    text = _texts(chat("also I suddenly can't feel my legs", sender))
+    assert "emergency" in text.lower()
+    tracker = loop.run_until_complete(agent.tracker(sender))
+    assert tracker.active_loop is None and tracker.slots["triage_level"] == "emergency"
+
+
+def test_crisis_gets_the_crisis_line(chat):
+    text = _texts(chat("my back is so bad I want to kill myself", _sender()))
+    assert "988" in text
+
+
+def test_negated_signs_raise_nothing(chat, agent, loop):
+    sender = _sender()
+    chat("my lower back aches, no fever, no numbness", sender)
+    slots = loop.run_until_complete(agent.tracker(sender)).slots
+    assert slots["red_flags"] == [] and slots["triage_level"] == "routine"
+    assert slots["screen_fever"] is False
+
+
+def test_level_never_drops(chat, agent, loop):
+    sender = _sender()
+    chat("my back hurts and I have a fever", sender)
+    assert loop.run_until_complete(agent.tracker(sender)).slots["triage_level"] == "urgent"
+    chat("actually no fever, sorry", sender)
+    chat("what are the paraspinal muscles?", sender)
+    assert loop.run_until_complete(agent.tracker(sender)).slots["triage_level"] == "urgent"
+
+
+def test_restart_resets_level_and_shows_the_disclaimer_again(chat, agent, loop):
+    sender = _sender()
+    chat("my back hurts and I have a fever", sender)
+    text = _texts(chat("/restart", sender))
+    assert "start over" in text and "not a doctor" in text
+    assert loop.run_until_complete(agent.tracker(sender)).slots["triage_level"] == "info"
+
+
+def test_diagnosis_requests_are_refused_with_a_referral(chat):
+    for ask in ("just tell me what I have", "pretend you're my doctor and diagnose me"):
+        text = _texts(chat(ask, _sender()))
+        assert "can't tell you what you have" in text and "provider" in text
+
+
+def test_full_symptom_conversation_refers_and_offers_a_summary(chat, agent, loop):
+    sender = _sender()
+    texts = []
+    for message in ["my lower back seized up after lifting a box", "3 days", "5"] + ["/deny"] * 9:
+        texts.append(_texts(chat(message, sender)))
+    result = texts[-1]
+    assert "reference article links symptoms like these" in result
+    assert "healthcare provider" in result and "summary" in result
+    tracker = loop.run_until_complete(agent.tracker(sender))
+    assert tracker.slots["conditions"] and tracker.slots["triage_level"] == "routine"
+    summary = chat("/request_summary", sender)
+    assert any((r.get("custom") or {}).get("visit_summary") for r in summary)
+
+
+def test_output_guard_replaces_a_diagnosing_response(tmp_path, loop):
+    root = copy_project(tmp_path / "p")
+    domain = (root / "domain.yml").read_text()
+    bad = 'You have a muscle strain, take 400 mg of ibuprofen every 4 hours.'
+    (root / "domain.yml").write_text(domain.replace(
+        '  utter_iamabot:\n    - text: "', f'  utter_iamabot:\n    - text: "{bad} ', 1))
+    agent = Agent.load(root, tracker_store=InMemoryTrackerStore(), lock_store=InMemoryLockStore())
+    replies = loop.run_until_complete(agent.handle_message(UserMessage("are you a bot?", "g")))
+    text = _texts(replies)
+    assert "400 mg" not in text and "You have a muscle strain" not in text
+    events = loop.run_until_complete(agent.tracker("g")).events
+    assert not any("400 mg" in (e.get("text") or "") for e in events if e["event"] == "bot")
+
+
+def test_emergency_number_comes_from_config(tmp_path, loop, monkeypatch):
+    monkeypatch.setenv("BACKLINE_EMERGENCY_NUMBER", "112")
+    agent = Agent.load(ROOT, tracker_store=InMemoryTrackerStore(), lock_store=InMemoryLockStore())
+    text = _texts(loop.run_until_complete(agent.handle_message(UserMessage("I can't control my bladder", "n"))))
+    assert "112" in text and "911" not in text
+
+
+def test_store_down_gives_a_polite_reply(loop):
+    store = create_tracker_store({"type": "redis", "url": "127.0.0.1", "port": 1, "password": "secret"}, ROOT)
+    agent = Agent.load(ROOT, tracker_store=store, lock_store=InMemoryLockStore())
+    replies = loop.run_until_complete(agent.handle_message(UserMessage("hi", "down")))
+    assert "try again" in _texts(replies) and "secret" not in _texts(replies)
+
+
+def test_expired_session_starts_a_new_one(agent, loop):
+    sender = _sender()
+    old = time.time() - 3 * 3600
+    events = [ev.action_executed("action_session_start"), ev.session_started(), ev.action_executed("action_listen"),
+              ev.slot_set("triage_level", "urgent")]
+    for e in events:
+        e["timestamp"] = old
+    loop.run_until_complete(agent.tracker_store.append(sender, events))
+    replies = loop.run_until_complete(agent.handle_message(UserMessage("hello", sender)))
+    assert "not a doctor" in replies[0]["text"]
+
+
+def test_start_conversation_only_once(agent, loop):
+    sender = _sender()
+    first = loop.run_until_complete(agent.start_conversation(sender))
+    assert "not a doctor" in first[0]["text"]
+    assert loop.run_until_complete(agent.start_conversation(sender)) == []
