@@ -70,7 +70,8 @@ def create_app(agent: Any, credentials: dict[str, Any] | None = None, *, token: 
     token: Rasa's `--auth-token`, required (`?token=`) on /model/parse, /conversations, /status.
     cors_origins: browser origins allowed to call the API and socket.io (added to the ones in
     credentials.yml); `["*"]` allows any. rate_limit: `"COUNT/SECONDS"` of messages per sender
-    and per client address on the webhook and /model/parse; None = unlimited.
+    and per client address on the webhook and /model/parse (per session on socket.io, answered
+    with an `error` event); None = unlimited.
     frame_origins: sites that may frame the widget via embed.js (default: the CORS origins,
     else any site); `/` itself can never be framed. name: the Sanic app name (unique per
     process; made up when not given -- worker processes must rebuild the same name).
@@ -109,7 +110,7 @@ def create_app(agent: Any, credentials: dict[str, Any] | None = None, *, token: 
     if "socketio" in credentials:
         SocketIOChannel.from_credentials(
             handle, credentials.get("socketio"), cors_origins=origins or None,
-            max_message_bytes=max_request_bytes).attach(app)
+            max_message_bytes=max_request_bytes, rate_limiter=limiter).attach(app)
     app.blueprint(widget_blueprint(partial(agent.tracker_dict, include_events="AFTER_RESTART"),
                                    getattr(agent, "settings", {}) or {}))
 

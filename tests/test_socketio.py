@@ -44,6 +44,8 @@ def server(tmp_path_factory: pytest.TempPathFactory):
             per_socket=loop.start(create_app(agent, {"socketio": {"session_persistence": False}})),
             jwt=loop.start(create_app(agent, {"socketio": {"session_persistence": True,
                                                            "jwt_key": JWT_KEY}})),
+            limited=loop.start(create_app(agent, {"socketio": {"session_persistence": True}},
+                                          rate_limit="2/60")),
         )
     finally:
         try:
@@ -245,3 +247,20 @@ def test_buttons_attach_to_the_last_fragment():
                                             "payload": "/affirm"}]}]
     assert socketio_messages({"image": "https://example.org/x.png"}) == [
         {"attachment": {"type": "image", "payload": {"src": "https://example.org/x.png"}}}]
+
+
+def test_rate_limit_answers_with_an_error_event(server):
+    async def run() -> tuple[list, dict]:
+        chat = await Chat(server.limited).connect()
+        errors: asyncio.Queue = asyncio.Queue()
+        chat.sio.on("error", errors.put_nowait)
+        await chat.session("sio-limited-1")
+        replies = [await chat.say("hello", "sio-limited-1") for _ in range(2)]
+        await chat.sio.emit("user_uttered", {"message": "hello", "session_id": "sio-limited-1"})
+        error = await asyncio.wait_for(errors.get(), 10)
+        await chat.close()
+        return replies, error
+
+    replies, error = asyncio.run(run())
+    assert all(replies)
+    assert error["error"] and error["retry_after"] >= 1

@@ -28,6 +28,8 @@ from typing import Any, Awaitable, Callable
 import socketio
 from sanic import Sanic
 
+from bot.channels.guards import ApiError, RateLimiter
+
 logger = logging.getLogger(__name__)
 
 Handler = Callable[..., Awaitable[list[dict[str, Any]]]]
@@ -93,7 +95,8 @@ class SocketIOChannel:
                  socketio_path: str = "/socket.io", namespace: str | None = None,
                  jwt_key: str | None = None, jwt_method: str = "HS256",
                  metadata_key: str = "metadata", cors_origins: list[str] | str | None = None,
-                 max_message_bytes: int = 1_000_000) -> None:
+                 max_message_bytes: int = 1_000_000,
+                 rate_limiter: RateLimiter | None = None) -> None:
         self.handle = handle
         self.user_message_evt = user_message_evt
         self.bot_message_evt = bot_message_evt
@@ -104,6 +107,7 @@ class SocketIOChannel:
         self.jwt_method = jwt_method
         self.metadata_key = metadata_key
         self.max_message_bytes = max_message_bytes
+        self.rate_limiter = rate_limiter
         # python-socketio: None = same origin only, "*" = any, list = those.
         if isinstance(cors_origins, list) and "*" in cors_origins:
             cors_origins = "*"
@@ -115,7 +119,8 @@ class SocketIOChannel:
     @classmethod
     def from_credentials(cls, handle: Handler, credentials: dict[str, Any] | None, *,
                          cors_origins: list[str] | None = None,
-                         max_message_bytes: int = 1_000_000) -> "SocketIOChannel":
+                         max_message_bytes: int = 1_000_000,
+                         rate_limiter: RateLimiter | None = None) -> "SocketIOChannel":
         creds = dict(credentials or {})
         creds.pop("cors_origins", None)
         known = {"user_message_evt", "bot_message_evt", "session_persistence", "socketio_path",
@@ -125,7 +130,7 @@ class SocketIOChannel:
             raise ValueError(f"credentials.yml socketio: unknown keys {sorted(unknown)}; "
                              f"known keys are {sorted(known)}")
         return cls(handle, cors_origins=cors_origins, max_message_bytes=max_message_bytes,
-                   **{k: v for k, v in creds.items() if v is not None})
+                   rate_limiter=rate_limiter, **{k: v for k, v in creds.items() if v is not None})
 
     def attach(self, app: Sanic) -> None:
         self.sio.attach(app, socketio_path=self.socketio_path.strip("/"))
@@ -183,6 +188,12 @@ class SocketIOChannel:
         if not isinstance(text, str) or not text.strip():
             await self._error(sid, "`message` must be a non-empty string")
             return
+        if self.rate_limiter is not None:
+            try:
+                self.rate_limiter.check(f"sender:{sender}")
+            except ApiError as error:
+                await self._error(sid, error.message, retry_after=error.extra.get("retry_after"))
+                return
         metadata = data.get(self.metadata_key) or {}
         if isinstance(metadata, str):
             try:
@@ -213,5 +224,6 @@ class SocketIOChannel:
                 await self.sio.emit(self.bot_message_evt, custom, room=room,
                                     namespace=self.namespace)
 
-    async def _error(self, sid: str, message: str) -> None:
-        await self.sio.emit("error", {"error": message}, room=sid, namespace=self.namespace)
+    async def _error(self, sid: str, message: str, **extra: Any) -> None:
+        payload = {"error": message, **{k: v for k, v in extra.items() if v is not None}}
+        await self.sio.emit("error", payload, room=sid, namespace=self.namespace)
