@@ -220,9 +220,11 @@ def serve(root: Path | str = ".", host: str = "127.0.0.1", port: int = 5005, wor
           **opts: Any) -> None:
     """`bot run`: serve the API, channels and widget until interrupted.
 
-    opts: token (default env BACKLINE_AUTH_TOKEN), cors_origins, max_request_bytes, rate_limit,
-    frame_origins -- see create_app. With workers > 1 each process loads its own Agent; keep
-    conversations consistent with a shared tracker and lock store (endpoints.yml).
+    opts: token (default env BACKLINE_AUTH_TOKEN), cors_origins, max_request_bytes, rate_limit
+    (default env BACKLINE_RATE_LIMIT, e.g. "30/60"), frame_origins -- see create_app.
+    With workers > 1 each process loads its own Agent; keep conversations consistent with a
+    shared tracker and lock store (endpoints.yml). socket.io's long-polling transport needs one
+    worker (or sticky sessions in front); its websocket transport works with several.
     """
     root = Path(root).resolve()
     opts = {k: v for k, v in opts.items() if v is not None}
@@ -231,6 +233,7 @@ def serve(root: Path | str = ".", host: str = "127.0.0.1", port: int = 5005, wor
     if isinstance(opts.get("cors_origins"), str):
         opts["cors_origins"] = [o.strip() for o in opts["cors_origins"].split(",") if o.strip()]
     opts.setdefault("token", os.environ.get("BACKLINE_AUTH_TOKEN") or None)
+    opts.setdefault("rate_limit", os.environ.get("BACKLINE_RATE_LIMIT") or None)  # e.g. "30/60"
     known = {"token", "cors_origins", "max_request_bytes", "rate_limit", "frame_origins"}  # + name
     for key in set(opts) - known:
         logger.warning("serve(): ignoring unknown option %r (known: %s)", key, sorted(known))
