@@ -108,9 +108,10 @@ def create_app(agent: Any, credentials: dict[str, Any] | None = None, *, token: 
     if "rest" in credentials:
         app.blueprint(rest_blueprint(handle, rate_limiter=limiter))
     if "socketio" in credentials:
-        SocketIOChannel.from_credentials(
+        app.ctx.socketio = SocketIOChannel.from_credentials(
             handle, credentials.get("socketio"), cors_origins=origins or None,
-            max_message_bytes=max_request_bytes, rate_limiter=limiter).attach(app)
+            max_message_bytes=max_request_bytes, rate_limiter=limiter)
+        app.ctx.socketio.attach(app)
     app.blueprint(widget_blueprint(partial(agent.tracker_dict, include_events="AFTER_RESTART"),
                                    getattr(agent, "settings", {}) or {}))
 

@@ -38,9 +38,12 @@ def server(tmp_path_factory: pytest.TempPathFactory):
                                              "session_persistence": True,
                                              "metadata_key": "customData"}}
     loop = ServerLoop()
+    webchat_app = create_app(agent, webchat)
     try:
         yield SimpleNamespace(
-            url=loop.start(create_app(agent, webchat)),
+            loop=loop,
+            channel=webchat_app.ctx.socketio,
+            url=loop.start(webchat_app),
             per_socket=loop.start(create_app(agent, {"socketio": {"session_persistence": False}})),
             jwt=loop.start(create_app(agent, {"socketio": {"session_persistence": True,
                                                            "jwt_key": JWT_KEY}})),
@@ -264,3 +267,32 @@ def test_rate_limit_answers_with_an_error_event(server):
     replies, error = asyncio.run(run())
     assert all(replies)
     assert error["error"] and error["retry_after"] >= 1
+
+
+def test_replies_for_a_disconnected_session_arrive_at_its_next_session_request(server):
+    # As if the turn ended while the page was reloading: nobody is in the session's room.
+    server.loop.run(server.channel.send("sio-offline-1", {
+        "text": "Kept for you.", "buttons": [{"title": "Yes", "payload": "/affirm"}]}))
+
+    async def run() -> list:
+        chat = await Chat(server.url).connect()
+        await chat.session("sio-offline-1")
+        got = [await asyncio.wait_for(chat.bot.get(), 10)]
+        await chat.close()
+        return got
+
+    assert asyncio.run(run()) == [{"text": "Kept for you.", "quick_replies": [
+        {"content_type": "text", "title": "Yes", "payload": "/affirm"}]}]
+
+    async def again() -> bool:  # delivered once, not again
+        chat = await Chat(server.url).connect()
+        await chat.session("sio-offline-1")
+        try:
+            await asyncio.wait_for(chat.bot.get(), 1)
+            return True
+        except asyncio.TimeoutError:
+            return False
+        finally:
+            await chat.close()
+
+    assert not asyncio.run(again())

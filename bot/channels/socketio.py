@@ -12,6 +12,8 @@ message, text-only objects, buttons as `quick_replies` on the last blank-line fr
 With `session_persistence: true` the conversation id is the client's `session_id` and every
 socket of that session joins its room -- `enter_room` is awaited, unlike Rasa 3.6 (#13027),
 whose replies never arrive. Without persistence the socket id is the conversation id.
+Replies for a session with no socket connected (the page was reloading, the network dropped)
+are kept, a few per session for a few minutes, and delivered at its next `session_request`.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import json
 import logging
 import time
 import uuid
+from collections import OrderedDict, deque
 from typing import Any, Awaitable, Callable
 
 import socketio
@@ -35,6 +38,11 @@ logger = logging.getLogger(__name__)
 Handler = Callable[..., Awaitable[list[dict[str, Any]]]]
 
 _JWT_HASHES = {"HS256": hashlib.sha256, "HS384": hashlib.sha384, "HS512": hashlib.sha512}
+
+# Undelivered replies: per session at most this many, kept this long, for this many sessions.
+PENDING_PER_SESSION = 50
+PENDING_SECONDS = 300.0
+PENDING_SESSIONS = 1000
 
 
 def socketio_messages(bot_message: dict[str, Any]) -> list[dict[str, Any]]:
@@ -108,6 +116,7 @@ class SocketIOChannel:
         self.metadata_key = metadata_key
         self.max_message_bytes = max_message_bytes
         self.rate_limiter = rate_limiter
+        self._pending: OrderedDict[str, deque[tuple[float, Any]]] = OrderedDict()
         # python-socketio: None = same origin only, "*" = any, list = those.
         if isinstance(cors_origins, list) and "*" in cors_origins:
             cors_origins = "*"
@@ -159,6 +168,8 @@ class SocketIOChannel:
                 async with sio.session(sid, namespace=ns) as session:
                     session["session_id"] = session_id
             await sio.emit("session_confirm", session_id, room=sid, namespace=ns)
+            if self.session_persistence:
+                await self._deliver_pending(session_id)
 
         @sio.on(self.user_message_evt, namespace=ns)
         async def user_message(sid: str, data: Any = None) -> None:
@@ -213,15 +224,38 @@ class SocketIOChannel:
 
     async def send(self, room: str, bot_message: dict[str, Any]) -> None:
         for payload in socketio_messages(bot_message):
-            await self.sio.emit(self.bot_message_evt, payload, room=room, namespace=self.namespace)
+            await self._emit(room, payload)
         custom = bot_message.get("custom")
         if custom is not None:
             # Rasa emits custom JSON as-is; `{"data": ..., "room": ...}` picks payload and room.
             if isinstance(custom, dict) and "data" in custom:
-                await self.sio.emit(self.bot_message_evt, custom["data"],
-                                    room=custom.get("room", room), namespace=self.namespace)
+                await self._emit(custom.get("room", room), custom["data"])
             else:
-                await self.sio.emit(self.bot_message_evt, custom, room=room,
+                await self._emit(room, custom)
+
+    async def _emit(self, room: str, payload: Any) -> None:
+        if self.session_persistence and not self._has_listeners(room):
+            self._keep(room, payload)
+            return
+        await self.sio.emit(self.bot_message_evt, payload, room=room, namespace=self.namespace)
+
+    def _has_listeners(self, room: str) -> bool:
+        participants = self.sio.manager.get_participants(self.namespace or "/", room)
+        return next(iter(participants), None) is not None
+
+    def _keep(self, session_id: str, payload: Any) -> None:
+        queue = self._pending.pop(session_id, None) or deque(maxlen=PENDING_PER_SESSION)
+        queue.append((time.monotonic(), payload))
+        self._pending[session_id] = queue  # most recently used last
+        while len(self._pending) > PENDING_SESSIONS:
+            self._pending.popitem(last=False)
+
+    async def _deliver_pending(self, session_id: str) -> None:
+        queue = self._pending.pop(session_id, None)
+        now = time.monotonic()
+        for kept_at, payload in queue or ():
+            if now - kept_at <= PENDING_SECONDS:
+                await self.sio.emit(self.bot_message_evt, payload, room=session_id,
                                     namespace=self.namespace)
 
     async def _error(self, sid: str, message: str, **extra: Any) -> None:
