@@ -56,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="require ?token=... on API endpoints")
     p.add_argument("--cors", default=None, help="comma-separated allowed origins (default from credentials.yml)")
     p.add_argument("--max-request-bytes", type=int, default=1_000_000, help="reject larger requests with 413")
+    p.add_argument("--rate-limit", default=os.environ.get("BACKLINE_RATE_LIMIT"),
+                   help="messages per sender and per client, as COUNT/SECONDS (e.g. 30/60); 429 beyond")
 
     p = sub.add_parser("test", help="evaluate: NLU cross-validation, conversation tests, safety sweep")
     _project_arg(p)
@@ -247,7 +249,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     check_deployment(args.project, args.workers)
     cors = [o.strip() for o in args.cors.split(",")] if args.cors else None
     return serve(Path(args.project), host=args.host, port=args.port, workers=args.workers,
-                 token=args.auth_token, cors_origins=cors, max_request_bytes=args.max_request_bytes) or 0
+                 token=args.auth_token, cors_origins=cors, max_request_bytes=args.max_request_bytes,
+                 rate_limit=args.rate_limit) or 0
 
 
 def cmd_test(args: argparse.Namespace) -> int:

@@ -11,7 +11,7 @@ from bot.nlu.trainingdata import Example
 
 # The cross-validated macro F1 the current data reaches (see README "Evaluation"); a data or
 # model change that drops below it fails here.
-MIN_MACRO_F1 = 0.80
+MIN_MACRO_F1 = 0.90
 
 
 def test_stratified_folds_keep_every_intent_in_every_fold(project):
