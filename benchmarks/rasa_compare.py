@@ -51,6 +51,7 @@ import argparse  # noqa: E402
 import asyncio  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
+import re  # noqa: E402
 import shutil  # noqa: E402
 import signal  # noqa: E402
 import socket  # noqa: E402
@@ -69,6 +70,7 @@ from benchmarks.machine import describe  # noqa: E402
 
 MESSAGES = ["hello", "my lower back hurts after lifting", "what are the paraspinal muscles?", "thanks"]
 DEFAULT_VENV = os.environ.get("RASA_VENV", "/tmp/rasa36-venv")
+PLACEHOLDER = re.compile(r"\{[a-z_]+\}")
 QUIET_ENV = {"SQLALCHEMY_SILENCE_UBER_WARNING": "1", "TF_CPP_MIN_LOG_LEVEL": "3",
              "PYTHONWARNINGS": "ignore", "LOG_LEVEL": "WARNING"}
 
@@ -76,10 +78,13 @@ QUIET_ENV = {"SQLALCHEMY_SILENCE_UBER_WARNING": "1", "TF_CPP_MIN_LOG_LEVEL": "3"
 RASA_NLU_CHILD = r"""
 import asyncio, json, sys, time, logging, warnings
 warnings.filterwarnings("ignore")
-logging.disable(logging.WARNING)
 t0 = time.perf_counter()
 from rasa.model_training import train_nlu
 from rasa.core.agent import Agent
+from rasa.utils.common import configure_logging_and_warnings
+from rasa.utils.log_utils import configure_structlog
+configure_logging_and_warnings(logging.WARNING)
+configure_structlog(logging.WARNING)  # else every parse prints a debug line (and is timed with it)
 imported = time.perf_counter() - t0
 config, nlu_dir, domain, out, tests = sys.argv[1:6]
 t = time.perf_counter()
@@ -252,6 +257,11 @@ async def measure_server(base: str, pid: int, parse_texts: list[str], requests: 
     webhook = f"{base}/webhooks/rest/webhook"
     result: dict[str, Any] = {"rss_idle": tree_rss(pid)}
     empty = 0
+    unfilled: set[str] = set()
+
+    def check(data: Any) -> None:
+        for m in data or []:
+            unfilled.update(PLACEHOLDER.findall(m.get("text") or ""))
 
     async def post(session: aiohttp.ClientSession, url: str, body: dict) -> tuple[float, Any]:
         t = time.perf_counter()
@@ -276,6 +286,7 @@ async def measure_server(base: str, pid: int, parse_texts: list[str], requests: 
             text = MESSAGES[i % len(MESSAGES)]
             dt, data = await post(session, webhook, {"sender": f"{tag}-seq-{i // len(MESSAGES)}", "message": text})
             times.append(dt)
+            check(data)
             if not data:
                 empty += 1
             if i < len(MESSAGES):
@@ -290,6 +301,7 @@ async def measure_server(base: str, pid: int, parse_texts: list[str], requests: 
         for t in range(turns):
             dt, data = await post(session, webhook, {"sender": f"{tag}-par-{c}", "message": MESSAGES[t % len(MESSAGES)]})
             latencies.append(dt)
+            check(data)
             if not data:
                 empty += 1
 
@@ -301,6 +313,7 @@ async def measure_server(base: str, pid: int, parse_texts: list[str], requests: 
     result["concurrent"] = latencies
     result["rss_load"] = tree_rss(pid)
     result["empty"] = empty
+    result["unfilled"] = sorted(unfilled)
     result["messages"] = 2 * requests + conversations * turns - requests
     return result
 
@@ -350,16 +363,41 @@ def rasa_nlu(py: Path, rs: Path, work: Path, test: list[Any]) -> dict[str, Any]:
 
 
 def rasa_problems(log_text: str) -> list[str]:
-    """Distinct warnings/errors Rasa printed about our files (UserWarning/ERROR lines)."""
-    seen: list[str] = []
-    for line in log_text.splitlines():
-        line = line.replace("\x1b[93m", "").replace("\x1b[0m", "").strip()
-        for marker in ("UserWarning: ", "ERROR", "InvalidDomain", "YamlValidationException", "Exception:"):
-            if marker in line:
-                msg = line.split(marker, 1)[1].strip() if marker.endswith(": ") else line
-                if msg and msg not in seen:
-                    seen.append(msg)
-    return seen
+    """What Rasa complained about, one line per kind with a count: warnings, errors, exceptions."""
+    counts: dict[str, int] = {}
+    unused: list[str] = []
+    for line in log_text.replace("\x1b[93m", "").replace("\x1b[0m", "").splitlines():
+        line = re.sub(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\s+", "", line.strip())
+        m = re.search(r"The utterance '(\w+)' is not used in any story or rule", line)
+        if m:
+            unused.append(m.group(1))
+            continue
+        if "placeholder_key" in line:
+            key = re.search(r'"placeholder_key": "(\w+)"', line)
+            msg = (f"response placeholder {{{key.group(1) if key else '?'}}} has no slot of that name: "
+                   f"the text is sent with the literal placeholder")
+        elif "UserWarning: " in line:
+            msg = line.split("UserWarning: ", 1)[1].strip()
+        elif line.startswith(("ERROR", "KeyError", "ValueError", "TypeError", "rasa.shared.exceptions")) or \
+                re.match(r"^\w+(Error|Exception): ", line):
+            msg = re.sub(r"\s+", " ", line)[:240]
+        else:
+            continue
+        counts[msg] = counts.get(msg, 0) + 1
+    out = [f"{msg} (x{n})" if n > 1 else msg for msg, n in counts.items()]
+    if unused:
+        out.insert(0, f"{len(unused)} responses are not used in any story or rule (Backline sends them from "
+                      f"code or actions): {', '.join(sorted(set(unused)))}")
+    return out
+
+
+def rasa_sdk_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("rasa-sdk")
+    except Exception:  # noqa: BLE001
+        return "?"
 
 
 def summarise(r: dict[str, Any]) -> dict[str, str]:
@@ -371,6 +409,7 @@ def summarise(r: dict[str, Any]) -> dict[str, str]:
         "concurrent": f"{statistics.median(r['concurrent']) * ms:.0f} / {percentile(r['concurrent'], 99) * ms:.0f} ms",
         "rss": f"{r['rss_idle']:.0f} / {r['rss_load']:.0f} MiB",
         "empty": f"{r['empty']} of {r['messages']}",
+        "unfilled": ", ".join(r["unfilled"]) or "none",
     }
 
 
@@ -469,19 +508,40 @@ def main() -> int:
             if tr.returncode != 0:
                 raise RuntimeError(f"bot train failed: {tr.stderr.strip()[-300:]}")
             bl_rows["train_full"] = f"{time.perf_counter() - t:.1f} s wall"
-            port = free_port()
-            t = time.perf_counter()
-            proc = start(bot + ["run", "--project", str(bl_dir), "--port", str(port)], bl_dir, work / "bot_run.log")
-            procs.append(proc)
-            asyncio.run(wait_http(f"http://127.0.0.1:{port}/health", proc, 300))
-            bl_rows["startup"] = f"{time.perf_counter() - t:.1f} s"
-            res = asyncio.run(measure_server(f"http://127.0.0.1:{port}", proc.pid, parse_texts, args.requests,
-                                             args.conversations, args.turns, "bl"))
-            loads["http_bl"] = load_avg().split(" / ")[0]
-            stop(proc)
-            bl_rows.update(summarise(res))
-            bl_rows["actions"] = "in process (Backline default)"
-            bl_sample = res["sample"]
+            # One rasa-sdk action server with our unchanged actions/, from Backline's venv: Rasa
+            # always calls it; Backline is measured both in process (its default) and through it.
+            aport = free_port()
+            action = start([sys.executable, "-m", "rasa_sdk", "--actions", "actions", "--port", str(aport)],
+                           bl_dir, work / "action_server.log")
+            procs.append(action)
+            asyncio.run(wait_http(f"http://127.0.0.1:{aport}/health", action, 120))
+            for variant in ("inproc", "server"):
+                if variant == "server":
+                    (bl_dir / "endpoints.yml").write_text(
+                        f"tracker_store:\n  type: in_memory\naction_endpoint:\n  url: http://127.0.0.1:{aport}/webhook\n")
+                port = free_port()
+                t = time.perf_counter()
+                proc = start(bot + ["run", "--project", str(bl_dir), "--port", str(port)], bl_dir,
+                             work / f"bot_run_{variant}.log")
+                procs.append(proc)
+                asyncio.run(wait_http(f"http://127.0.0.1:{port}/health", proc, 300))
+                startup = time.perf_counter() - t
+                res = asyncio.run(measure_server(f"http://127.0.0.1:{port}", proc.pid, parse_texts, args.requests,
+                                                 args.conversations, args.turns, f"bl-{variant}"))
+                stop(proc)
+                if variant == "inproc":
+                    loads["http_bl"] = load_avg().split(" / ")[0]
+                    bl_rows["startup"] = f"{startup:.1f} s"
+                    bl_rows.update(summarise(res))
+                    bl_rows["actions"] = "in process (Backline default)"
+                    bl_sample = res["sample"]
+                else:
+                    loads["http_bl_as"] = load_avg().split(" / ")[0]
+                    sm = summarise(res)
+                    bl_rows["as_webhook"] = sm["webhook"]
+                    bl_rows["as_throughput"] = sm["throughput"]
+                    bl_rows["as_concurrent"] = sm["concurrent"]
+                    rs_rows["as_webhook"] = rs_rows["as_throughput"] = rs_rows["as_concurrent"] = "(rows above)"
 
             rs_sample = None
             if rasa_missing is None:
@@ -500,11 +560,7 @@ def main() -> int:
                     for p in rasa_problems((work / "rasa_train.log").read_text()):
                         if f"Rasa (NLU training) warned: {p}" not in notes:
                             notes.append(f"Rasa (rasa train) warned: {p}")
-                    aport, rport = free_port(), free_port()
-                    action = start([sys.executable, "-m", "rasa_sdk", "--actions", "actions", "--port", str(aport)],
-                                   bl_dir, work / "action_server.log")
-                    procs.append(action)
-                    asyncio.run(wait_http(f"http://127.0.0.1:{aport}/health", action, 120))
+                    rport = free_port()
                     (rs_dir / "endpoints.yml").write_text(
                         f"action_endpoint:\n  url: http://127.0.0.1:{aport}/webhook\n")
                     (rs_dir / "credentials.yml").write_text("rest:\n")
@@ -519,16 +575,15 @@ def main() -> int:
                                                      args.requests, args.conversations, args.turns, "rs"))
                     loads["http_rs"] = load_avg().split(" / ")[0]
                     rs_rows.update(summarise(res))
-                    rs_rows["actions"] = (f"rasa-sdk action server with our actions/ "
-                                          f"(its RSS {tree_rss(action.pid):.0f} MiB, not in the row above)")
+                    rs_rows["actions"] = (f"rasa-sdk {rasa_sdk_version()} action server (Backline's venv) with our "
+                                          f"actions/ (its RSS {tree_rss(action.pid):.0f} MiB, not in the RSS row)")
                     rs_sample = res["sample"]
                     for p in rasa_problems((work / "rasa_run.log").read_text()):
                         notes.append(f"Rasa (rasa run) logged: {p[:300]}")
                 except Exception as exc:  # noqa: BLE001
                     rs_rows["http_error"] = str(exc)[:400]
                 finally:
-                    for p in procs:
-                        stop(p)
+                    pass
     finally:
         for p in procs:
             stop(p)
@@ -579,6 +634,13 @@ def main() -> int:
             row(f"webhook median / p99 at {args.conversations} concurrent", "concurrent", ("http_bl", "http_rs")),
             row("server RSS, process tree (idle / after load)", "rss", ("http_bl", "http_rs")),
             row("custom actions", "actions"),
+            row("Backline with actions on the same action server: webhook median / p99 (sequential)", "as_webhook",
+                ("http_bl_as",)),
+            row(f"Backline with the action server: throughput, {args.conversations} concurrent", "as_throughput",
+                ("http_bl_as",)),
+            row(f"Backline with the action server: median / p99 at {args.conversations} concurrent", "as_concurrent",
+                ("http_bl_as",)),
+            row("bot texts with an unfilled {placeholder}", "unfilled", ("http_bl", "http_rs")),
             row("webhook answers with no message", "empty", ("http_bl", "http_rs")),
         ]
     lines += ["", "Notes:"] + [f"- {n}" for n in notes]
