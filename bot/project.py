@@ -66,6 +66,8 @@ class Project:
     def nlu_fingerprint(self) -> str:
         """Hash of everything the trained NLU model depends on."""
         digest = hashlib.sha256(f"backline {__version__}".encode())
+        for source in sorted((Path(__file__).parent / "nlu").glob("*.py")):  # the features are code too
+            digest.update(source.read_bytes())
         digest.update((self.root / "config.yml").read_bytes())
         for path in sorted(self.data_files):
             digest.update(path.name.encode())

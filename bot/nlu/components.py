@@ -275,6 +275,14 @@ def doc_features(doc: Doc, ngram_min: int, ngram_max: int) -> list[str]:
             feats.append("l=" + token.lemma_.lower())
     for first, second in zip(norms, norms[1:]):
         feats.append(f"b={first}|{second}")
+    # What Rasa's RegexFeaturizer adds: which entities the data-driven extractor found, and
+    # whether one entity is (nearly) the whole message -- a bare answer such as "since saturday".
+    text_chars = sum(1 for c in doc.text if not c.isspace()) or 1
+    for ent in doc._.entities or ():
+        feats.append("e=" + ent["entity"])
+        covered = sum(1 for c in doc.text[ent["start"]:ent["end"]] if not c.isspace())
+        if covered / text_chars >= 0.6:
+            feats.append("e_all=" + ent["entity"])
     if not feats:
         feats.append("<empty>")
     return feats
