@@ -148,8 +148,12 @@ class TcpProxy:
     """Forwards a loopback port to `upstream`; `cut()` drops every connection and stops
     listening (the store "goes down"), `restore()` listens again on the same port."""
 
-    def __init__(self, upstream_host: str, upstream_port: int) -> None:
+    def __init__(self, upstream_host: str, upstream_port: int, cut_on: bytes | None = None) -> None:
+        """cut_on: when the client sends these bytes, forward only what comes before them and
+        cut everything (the store dies in the middle of a write)."""
         self.upstream = (upstream_host, upstream_port)
+        self.cut_on = cut_on
+        self.tripped = threading.Event()
         self.port = closed_port()
         self._listener: socket.socket | None = None
         self._sockets: set[socket.socket] = set()
@@ -178,15 +182,20 @@ class TcpProxy:
                 continue
             with self._lock:
                 self._sockets.update((client, server))
-            for a, b in ((client, server), (server, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+            for a, b, upstream in ((client, server, True), (server, client, False)):
+                threading.Thread(target=self._pump, args=(a, b, upstream), daemon=True).start()
 
-    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+    def _pump(self, source: socket.socket, sink: socket.socket, upstream: bool = False) -> None:
         try:
             while True:
                 data = source.recv(65536)
                 if not data:
                     break
+                if upstream and self.cut_on and not self.tripped.is_set() and self.cut_on in data:
+                    sink.sendall(data[:data.index(self.cut_on)])
+                    self.tripped.set()
+                    self.cut()
+                    return
                 sink.sendall(data)
         except OSError:
             pass

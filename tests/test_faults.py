@@ -222,3 +222,38 @@ def test_corrupt_model_files_are_one_clear_line_no_traceback(project_template, t
     errors = [line for line in done.stderr.strip().splitlines() if line.strip()]
     assert len(errors) == 1 and errors[0].startswith("error"), done.stderr
     assert "models" in errors[0] and "bot train" in errors[0], errors[0]
+
+
+@pytest.mark.services
+@pytest.mark.parametrize("kind", ["postgresql", "redis"])
+def test_store_dying_in_the_middle_of_a_write_saves_nothing(agent, kind, request):
+    """The proxy forwards the read of the turn and the start of its write, then dies: for
+    PostgreSQL after the conversation row's upsert reached the server (before the events insert),
+    for Redis after MULTI and the queued RPUSH/ZADD (before EXEC). The turn must be all or nothing."""
+    from bot.stores import create_tracker_store
+
+    if kind == "postgresql":
+        database = request.getfixturevalue("pg_database")
+        import asyncio
+        asyncio.run(pg_reset(database))
+        proxy = TcpProxy(PG_HOST, PG_PORT, cut_on=b"INSERT INTO conversation_events")
+        config = _pg_through(proxy, database)
+    else:
+        prefix = request.getfixturevalue("redis_prefix")
+        proxy = TcpProxy(REDIS_HOST, REDIS_PORT, cut_on=b"EXEC\r\n")
+        config = _redis_through(proxy, prefix)
+    sender = f"cut-{kind}"
+    with proxy:
+        bot = agent_with_stores(agent, create_tracker_store(config, ROOT))
+        with served(bot) as base, httpx.Client(base_url=base, timeout=60) as c:
+            r = c.post("/webhooks/rest/webhook", json={"sender": sender, "message": "my lower back hurts"})
+            assert proxy.tripped.is_set(), "the write was cut"
+            assert r.status_code == 200, r.text
+            assert STORE_DOWN in " ".join(m.get("text", "") for m in r.json()).lower(), r.text
+            proxy.cut_on = None
+            proxy.restore()
+            assert c.get(f"/conversations/{sender}/tracker").status_code == 404, "nothing of the turn was saved"
+            r = c.post("/webhooks/rest/webhook", json={"sender": sender, "message": "my lower back hurts"})
+            assert r.status_code == 200
+            events = _tracker_events(base, sender)
+            assert user_texts(events) == ["my lower back hurts"] and half_saved_turns(events) == []

@@ -137,3 +137,27 @@ def test_bot_run_enables_the_rate_limit(project_template, tmp_path, monkeypatch)
 def test_lone_surrogate_escapes_are_a_4xx_or_answered_not_a_500(api_server, path, body):
     r = httpx.post(f"{api_server}{path}", content=body, headers={"content-type": "application/json"}, timeout=60)
     assert r.status_code < 500, r.text
+
+
+def _strict_json(text: str):
+    def reject(constant: str):
+        raise ValueError(f"{constant} is not JSON (RFC 8259)")
+    return __import__("json").loads(text, parse_constant=reject)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "BUG: NaN/Infinity/-Infinity (and 1e999, which becomes Infinity) are accepted in request bodies "
+    "(Python's json.loads default), stored, and served back as bare NaN/Infinity tokens by "
+    "GET /conversations/<id>/tracker and in the action-server payload -- not JSON, JSON.parse fails. "
+    "Fix bot/channels/guards.py json_body: json.loads(text, parse_constant=<raise -> 400>) and check "
+    "floats for inf; stores could json.dumps(..., allow_nan=False)"))
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity", "1e999"])
+def test_non_json_numbers_are_rejected_or_never_served_back(api_server, value):
+    sender = f"nan-{value.strip('-')}"
+    body = f'{{"sender": "{sender}", "message": "hello", "metadata": {{"x": {value}}}}}'.encode()
+    r = httpx.post(f"{api_server}/webhooks/rest/webhook", content=body,
+                   headers={"content-type": "application/json"}, timeout=60)
+    assert r.status_code < 500, r.text
+    if r.status_code == 200:
+        tracker = httpx.get(f"{api_server}/conversations/{sender}/tracker", timeout=60)
+        _strict_json(tracker.text)  # what a browser's JSON.parse or a strict client accepts
