@@ -16,6 +16,7 @@ from bot.stores import (
     InMemoryTrackerStore,
     RedisTrackerStore,
     SQLTrackerStore,
+    SQLiteTrackerStore,
     StoreUnavailable,
     TrackerStore,
     create_lock_store,
@@ -346,28 +347,40 @@ async def test_connection_dropped_between_turns(store: TrackerStore, store_kind:
 async def test_failure_inside_append_transaction_saves_nothing(
     store: TrackerStore, store_kind: str, store_config: dict, tmp_path: Path
 ) -> None:
-    """The connection dies after the conversation row was bumped, before the events went in.
+    """The write dies after the conversation row was bumped, before the events went in.
 
-    PostgreSQL: the backend is terminated for real; SQLite: the write fails with an I/O error.
+    PostgreSQL: the backend is terminated for real; SQLite: SQLite itself refuses the event
+    insert (an authorizer on the store's own connection), inside the same transaction.
     """
-    from sqlalchemy import event as sa_event
-
-    assert isinstance(store, SQLTrackerStore)
     await store.append("u1", turn("before"))
+    if store_kind == "postgresql":
+        from sqlalchemy import event as sa_event
 
-    def fail_events_insert(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if "INSERT INTO conversation_events" in statement:
-            if store_kind == "postgresql":
+        assert isinstance(store, SQLTrackerStore)
+
+        def fail_events_insert(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            if "INSERT INTO conversation_events" in statement:
                 conn.exec_driver_sql("SELECT pg_terminate_backend(pg_backend_pid())")
-            else:
-                raise OSError("disk I/O error")
 
-    sa_event.listen(store._engine.sync_engine, "before_cursor_execute", fail_events_insert)
-    try:
-        with pytest.raises(StoreUnavailable, match=f"{store_kind}:"):
-            await store.append("u1", turn("lost"))
-    finally:
-        sa_event.remove(store._engine.sync_engine, "before_cursor_execute", fail_events_insert)
+        sa_event.listen(store._engine.sync_engine, "before_cursor_execute", fail_events_insert)
+        try:
+            with pytest.raises(StoreUnavailable, match="postgresql:"):
+                await store.append("u1", turn("lost"))
+        finally:
+            sa_event.remove(store._engine.sync_engine, "before_cursor_execute", fail_events_insert)
+    else:
+        assert isinstance(store, SQLiteTrackerStore)
+
+        def deny_event_inserts(action: int, table: Any, *rest: Any) -> int:
+            return sqlite3.SQLITE_DENY if (action == sqlite3.SQLITE_INSERT and table == "conversation_events") \
+                else sqlite3.SQLITE_OK
+
+        await store.run_on_connection(lambda c: c.set_authorizer(deny_event_inserts))
+        try:
+            with pytest.raises(StoreUnavailable, match="sqlite:"):
+                await store.append("u1", turn("lost"))
+        finally:
+            await store.run_on_connection(lambda c: c.set_authorizer(None))
 
     await store.append("u1", turn("after"))
     texts = [event["text"] for event in await store.load("u1") if event["event"] == "user"]
@@ -418,7 +431,7 @@ def test_unknown_type_names_endpoints_yml_and_the_choices(tmp_path: Path) -> Non
 
 async def test_default_is_sqlite_in_project_with_wal(tmp_path: Path) -> None:
     tracker_store = create_tracker_store(None, tmp_path)
-    assert isinstance(tracker_store, SQLTrackerStore)
+    assert isinstance(tracker_store, SQLiteTrackerStore)
     await tracker_store.append("u1", turn("hi"))
     await tracker_store.close()
     path = tmp_path / ".bot" / "conversations.db"

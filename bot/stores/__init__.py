@@ -29,7 +29,8 @@ from bot.stores.base import LockStore, StoreUnavailable, TrackerStore, mask_url
 from bot.stores.locks import InMemoryLockStore, RedisLockStore
 from bot.stores.memory import InMemoryTrackerStore
 from bot.stores.redis import RedisTrackerStore
-from bot.stores.sql import SQLTrackerStore
+from bot.stores.sql import SQLTrackerStore, sql_url
+from bot.stores.sqlite import SQLiteTrackerStore
 
 __all__ = [
     "InMemoryLockStore",
@@ -38,6 +39,7 @@ __all__ = [
     "RedisLockStore",
     "RedisTrackerStore",
     "SQLTrackerStore",
+    "SQLiteTrackerStore",
     "StoreUnavailable",
     "TrackerStore",
     "create_lock_store",
@@ -66,7 +68,10 @@ def create_tracker_store(config: dict | None, project_root: Path) -> TrackerStor
     config.setdefault("type", "sql")
     store_type = _store_type(config, "tracker_store", ("sql", "redis", "memory", "in_memory"))
     if store_type == "sql":
-        return SQLTrackerStore.from_config(config, Path(project_root))
+        url = sql_url(config, Path(project_root))
+        if url.get_backend_name() == "sqlite":
+            return SQLiteTrackerStore(Path(url.database or ".bot/conversations.db"))
+        return SQLTrackerStore(url)
     if store_type == "redis":
         return RedisTrackerStore.from_config(config)
     return InMemoryTrackerStore()
