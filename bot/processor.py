@@ -3,6 +3,7 @@ action_listen -> actions run -> output guard on every bot text. Reads top to bot
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -43,6 +44,8 @@ class Processor:
         self.guard = guard
         self.settings = settings
         self.custom_actions: set[str] = set(getattr(runner, "names", None) or domain.actions)
+        # Bot texts repeat (domain responses): check each distinct text once.
+        self._guard_check = functools.lru_cache(maxsize=4096)(guard.check)
 
     # -- the path of one message -----------------------------------------------------------------
 
@@ -350,7 +353,7 @@ class Processor:
     def _send(self, tracker: Tracker, message: dict[str, Any], out: list[dict[str, Any]]) -> None:
         """Every bot text passes the output guard (never diagnose, no doses) before it leaves."""
         if message.get("text"):
-            safe, violations = self.guard.check(message["text"])
+            safe, violations = self._guard_check(message["text"])
             if violations:
                 log.warning("output guard replaced a bot text (%s)", ", ".join(violations))
                 message = {**message, "text": safe}
