@@ -89,10 +89,6 @@ def test_debug_is_the_documented_opt_in_for_message_text():
     assert "message text" in build_parser().format_help()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: bot/stores/locks.py InMemoryLockStore.lock logs 'Lock of conversation %r held past its "
-    "timeout' with the raw sender id (RedisLockStore does the same on re-queue and logs the lock key, "
-    "which contains the sender id); log a short hash instead"))
 def test_lock_timeout_warning_does_not_log_the_raw_sender_id():
     from bot.stores import InMemoryLockStore
 
@@ -116,10 +112,6 @@ def test_lock_timeout_warning_does_not_log_the_raw_sender_id():
     assert sender not in logs.text()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: bot/channels/guards.py JsonErrorHandler.default logs 'unhandled error on %s' / '%s on %s' "
-    "with request.path, which holds the raw conversation id for /conversations/<id>/... and "
-    "/widget/state/<id>; log the route name (request.route.name) or mask the id"))
 def test_unexpected_error_log_does_not_name_the_conversation(agent):
     from bot.stores import InMemoryTrackerStore
 
@@ -229,12 +221,6 @@ def test_delete_conversation_leaves_nothing_behind(agent, kind, tmp_path, reques
         assert not [k for k, v in dump.items() if sender in v or secret_text in v], "no value holds it"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: after DELETE the erased message text stays readable in the SQLite WAL file (.db-wal) "
-    "until the next checkpoint, i.e. for as long as the server runs with little traffic; "
-    "bot/stores/sql.py SQLTrackerStore.delete (and purge) should run PRAGMA wal_checkpoint(TRUNCATE) "
-    "after the commit, and _create_engine should set PRAGMA secure_delete=ON explicitly (it is only "
-    "on here because this SQLite build defaults to it)"))
 def test_delete_leaves_no_message_text_in_the_sqlite_file_bytes(agent, tmp_path):
     from bot.stores import create_tracker_store
 

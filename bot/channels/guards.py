@@ -67,7 +67,7 @@ class JsonErrorHandler(ErrorHandler):
             return resp
         if isinstance(exception, (asyncio.CancelledError, ConnectionError)):
             # the client went away (e.g. a socket.io websocket closed): nobody to answer
-            logger.debug("request cancelled: %s", getattr(request, "path", "?"))
+            logger.debug("request cancelled: %s", _route(request))
             return response.empty(status=499)
         if isinstance(exception, SanicException):
             status = int(getattr(exception, "status_code", 500) or 500)
@@ -77,14 +77,21 @@ class JsonErrorHandler(ErrorHandler):
                 limit = getattr(getattr(request, "app", None), "config", {}).get("REQUEST_MAX_SIZE")
                 message = f"request is larger than the limit of {limit} bytes"
             if status >= 500:
-                logger.error("%s on %s", reason, getattr(request, "path", "?"))
+                logger.error("%s on %s", reason, _route(request))
                 message = "internal server error"
             resp = error_response(status, message or reason, reason)
             if status == 405 and getattr(exception, "allowed_methods", None):
                 resp.headers["Allow"] = ", ".join(sorted(exception.allowed_methods))
             return resp
-        logger.exception("unhandled error on %s", getattr(request, "path", "?"))
+        logger.exception("unhandled error on %s", _route(request))
         return error_response(500, "internal server error", "InternalError")
+
+
+def _route(request: Request) -> str:
+    """The route pattern (`/conversations/<conversation_id>/tracker`), never the raw path:
+    paths hold conversation ids, which stay out of the logs."""
+    route = getattr(request, "route", None)
+    return getattr(route, "path", None) or "(unrouted request)"
 
 
 def json_body(request: Request) -> dict[str, Any]:

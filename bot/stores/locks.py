@@ -20,6 +20,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from bot.privacy import sender_ref
 from bot.stores.base import LockStore, unavailable
 from bot.stores.redis import redis_client
 
@@ -64,8 +65,8 @@ class InMemoryLockStore(LockStore):
                 changed = line.changed
                 remaining = line.deadline - loop.time()
                 if remaining <= 0:
-                    logger.warning("Lock of conversation %r held past its timeout; skipping the holder.",
-                                   sender_id)
+                    logger.warning("Lock of conversation %s held past its timeout; skipping the holder.",
+                                   sender_ref(sender_id))
                     self._advance(sender_id, line, loop)
                     continue
                 with contextlib.suppress(TimeoutError):
@@ -213,8 +214,8 @@ class RedisLockStore(LockStore):
                     acquired = True
                     break
                 if state == -1:
-                    logger.warning("Lock ticket of conversation %r expired while waiting; queueing again.",
-                                   sender_id)
+                    logger.warning("Lock ticket of conversation %s expired while waiting; queueing again.",
+                                   sender_ref(sender_id))
                     ticket = int(await self._take(keys=keys, args=[waiter_ms, key_ms]))
                     continue
                 await asyncio.sleep(delay)
@@ -238,10 +239,10 @@ class RedisLockStore(LockStore):
         try:
             released = await asyncio.shield(release)
         except _CONNECTION_ERRORS as error:
-            logger.warning("Could not release lock %s: %s; it expires by itself.", keys[0], error)
+            logger.warning("Could not release a conversation lock: %s; it expires by itself.", error)
             return
         if not released:
-            logger.debug("Lock ticket %s of %s was no longer the holder.", ticket, keys[0])
+            logger.debug("Lock ticket %s was no longer the holder.", ticket)
 
     async def ping(self) -> None:
         try:
