@@ -15,6 +15,7 @@ from bot.dialogue.domain import Domain
 from bot.dialogue.policies import Prediction
 from bot.dialogue.slots import extract_slots
 from bot.dialogue.tracker import ACTION_LISTEN, Tracker
+from bot.nlu.pipeline import clean_text
 from bot.safety.triage import raise_level
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ class Processor:
 
     async def handle(self, tracker: Tracker, message: UserMessage) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
-        text = message.text
+        text = clean_text(message.text)
         if text.strip() in RESTART_PAYLOADS:
             await self._run(tracker, "action_restart", out)
             await self._start_session(tracker, out)

@@ -18,12 +18,14 @@ import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
+from schemathesis.specs.openapi.checks import negative_data_rejection
 
 from bot.channels.openapi import openapi_document
 from tests.hardening_support import agent_with_stores, scaled, served
 from tests.stores_fixtures import BotServer, make_project, project_template  # noqa: F401  (fixture)
 
 MAX_EXAMPLES = scaled(25, 400)
+BLANK_QUERY_BUG = ("stream", "include_events")
 
 # The document the server serves is built by bot.channels.openapi.openapi_document(); it is loaded
 # at import (schemathesis 4.32's lazy `from_fixture` loader crashes on pytest 9: it sets
@@ -58,7 +60,27 @@ def test_fuzzed_schema_is_the_served_one(api_server):
 @settings(max_examples=MAX_EXAMPLES, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large])
 def test_api_conforms_to_its_openapi_document(case, api_server):
-    case.call_and_validate(base_url=api_server, timeout=60)
+    excluded = []
+    if any((case.query or {}).get(name) == "" for name in BLANK_QUERY_BUG):
+        # Known bug, kept visible by test_blank_query_flags_are_rejected (strict xfail): the server
+        # reads `?stream=` / `?include_events=` as absent. Every other check still runs on these.
+        excluded = [negative_data_rejection]
+    case.call_and_validate(base_url=api_server, timeout=60, excluded_checks=excluded)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "BUG (found by the soak fuzz): a blank query flag -- `?stream=` on the webhook, "
+    "`?include_events=` on the tracker -- is treated as absent (200) instead of rejected (400) as the "
+    "OpenAPI document says (boolean / enum). Sanic's request.args drops blank values; "
+    "bot/channels/guards.py bool_arg and the include_events check in bot/server.py should read "
+    "request.get_args(keep_blank_values=True)"))
+@pytest.mark.parametrize("method, path", [
+    ("POST", "/webhooks/rest/webhook?stream="),
+    ("GET", "/conversations/fuzz-known/tracker?include_events="),
+])
+def test_blank_query_flags_are_rejected(api_server, method, path):
+    r = httpx.request(method, f"{api_server}{path}", json={"sender": "fuzz-known", "message": "hello"}, timeout=60)
+    assert r.status_code == 400, (r.status_code, r.text[:200])
 
 
 # -- guards the fuzzer does not reach -------------------------------------------------------------
@@ -126,10 +148,6 @@ def test_bot_run_enables_the_rate_limit(project_template, tmp_path, monkeypatch)
     assert last.status_code == 429 and int(last.headers["retry-after"]) >= 1
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: a JSON string escape for a lone surrogate (\"\\ud800\") passes guards.required_text and "
-    "crashes spaCy's tokenizer (UnicodeEncodeError in bot/nlu/pipeline.py NLUModel.parse) -> 500. "
-    "schemathesis does not generate surrogates, so this is checked by hand"))
 @pytest.mark.parametrize("path, body", [
     ("/model/parse", b'{"text": "\\ud800 back pain"}'),
     ("/webhooks/rest/webhook", b'{"sender": "sur-1", "message": "my back \\udfff hurts"}'),
@@ -145,12 +163,6 @@ def _strict_json(text: str):
     return __import__("json").loads(text, parse_constant=reject)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: NaN/Infinity/-Infinity (and 1e999, which becomes Infinity) are accepted in request bodies "
-    "(Python's json.loads default), stored, and served back as bare NaN/Infinity tokens by "
-    "GET /conversations/<id>/tracker and in the action-server payload -- not JSON, JSON.parse fails. "
-    "Fix bot/channels/guards.py json_body: json.loads(text, parse_constant=<raise -> 400>) and check "
-    "floats for inf; stores could json.dumps(..., allow_nan=False)"))
 @pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity", "1e999"])
 def test_non_json_numbers_are_rejected_or_never_served_back(api_server, value):
     sender = f"nan-{value.strip('-')}"

@@ -38,10 +38,6 @@ ANY_TEXT = st.text(alphabet=ALPHABET, max_size=300)
 # hands Python exactly that, so the HTTP API and socket.io can receive these.
 SURROGATE = st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF, exclude_categories=())
 SURROGATE_TEXT = st.builds(lambda a, s, b: a + s + b, ANY_TEXT, SURROGATE, ANY_TEXT)
-SURROGATE_BUG = pytest.mark.xfail(strict=True, raises=UnicodeEncodeError, reason=(
-    "BUG: a lone surrogate (JSON \\ud800) crashes spaCy's tokenizer (UnicodeEncodeError in "
-    "NLUModel.parse) -> HTTP 500 on /model/parse and the webhook; fix in bot/nlu/pipeline.py "
-    "NLUModel.parse (replace surrogates) and reject them in bot/channels/guards.py"))
 # Texts the bot knows, so random noise is mixed into real conversations with danger signs.
 KNOWN = st.sampled_from([
     "hello", "my lower back hurts", "I hurt my back lifting a box", "for 3 days", "7 out of 10",
@@ -113,7 +109,6 @@ def test_any_single_message_gets_a_reply_and_a_valid_tracker(agent, engine, text
     assert_tracker_valid(tracker(sender), agent.project.domain)
 
 
-@SURROGATE_BUG
 @settings(max_examples=scaled(10, 100), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(text=SURROGATE_TEXT)
 @example(text="\ud800")
@@ -122,7 +117,6 @@ def test_nlu_parses_lone_surrogates(agent, text):
     assert isinstance(result["intent"], dict)
 
 
-@SURROGATE_BUG
 @settings(max_examples=scaled(10, 100), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(text=SURROGATE_TEXT)
 @example(text="\ud800 my back hurts")

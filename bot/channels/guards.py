@@ -104,12 +104,24 @@ def json_body(request: Request) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise ApiError(400, "request body is not valid UTF-8", "InvalidEncoding") from None
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_constant=_not_json, parse_float=_finite_float)
     except (ValueError, RecursionError):
-        raise ApiError(400, "request body is not valid JSON", "MalformedJson") from None
+        raise ApiError(400, "request body is not valid JSON (RFC 8259: no NaN or Infinity)",
+                       "MalformedJson") from None
     if not isinstance(data, dict):
         raise ApiError(400, "request body must be a JSON object", "WrongType")
     return data
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
+
+
+def _finite_float(literal: str) -> float:
+    value = float(literal)
+    if value in (float("inf"), float("-inf")):  # 1e999: would be served back as Infinity
+        raise ValueError(f"{literal} is out of range")
+    return value
 
 
 def optional_str(data: dict[str, Any], key: str) -> str | None:

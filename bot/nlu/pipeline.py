@@ -159,6 +159,7 @@ class NLUModel:
 
     def parse(self, text: str, message_id: str | None = None) -> dict[str, Any]:
         """Parse a message; `/intent{"entity": "value"}` payloads bypass the classifier as in Rasa."""
+        text = clean_text(text)
         payload = parse_intent_payload(text)
         if payload is not None:
             return self._payload_result(text, *payload, message_id=message_id)
@@ -209,6 +210,14 @@ class NLUModel:
 
 
 _PAYLOAD = re.compile(r"^/(?P<intent>[A-Za-z0-9_\-]+(?:/[A-Za-z0-9_\-]+)?)(?P<entities>\{.*\})?\s*$", re.S)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def clean_text(text: str) -> str:
+    """Lone surrogates (JSON lets clients send "\\ud800") cannot be encoded: replace them."""
+    return _SURROGATE.sub("\ufffd", text) if _SURROGATE.search(text) else text
 
 
 def parse_intent_payload(text: str) -> tuple[str, dict[str, Any]] | None:
