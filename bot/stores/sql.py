@@ -1,4 +1,5 @@
-"""Conversations in SQL: an embedded SQLite file (the default) or PostgreSQL.
+"""Conversations in PostgreSQL (several workers share it); also where the SQL tables and the
+endpoints.yml `type: sql` settings are read (the SQLite default is bot/stores/sqlite.py).
 
 One row per event in `conversation_events` (unique on sender_id + seq) and one row per
 conversation in `conversations`, which hands out sequence numbers and remembers the latest
@@ -8,7 +9,6 @@ row-locked) first, so concurrent appends to one conversation queue up instead of
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import time
@@ -28,15 +28,14 @@ from sqlalchemy import (
     UniqueConstraint,
     case,
     delete,
-    event,
     exc,
     insert,
     select,
     text,
 )
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from bot.stores.base import StoreUnavailable, TrackerStore, event_timestamp, unavailable
 
@@ -123,53 +122,26 @@ def display_url(url: URL) -> str:
 
 
 class SQLTrackerStore(TrackerStore):
-    """Tracker store on SQLAlchemy's async engine (aiosqlite or asyncpg)."""
+    """PostgreSQL tracker store on SQLAlchemy's async engine (asyncpg), for several workers.
+    The SQLite default lives in bot/stores/sqlite.py (same tables)."""
 
     def __init__(self, url: URL) -> None:
+        if url.get_backend_name() != "postgresql":
+            raise ValueError(f"SQLTrackerStore serves PostgreSQL; {url.get_backend_name()} URLs go to "
+                             "create_tracker_store, which picks the SQLite store")
         self.url = url
         self.display_url = display_url(url)
         self._password = url.password
-        self._is_sqlite = url.get_backend_name() == "sqlite"
         self._schema_ready = False
-        # SQLite has one writer at a time; queueing writers of this process here is far
-        # cheaper than letting them spin in SQLite's busy handler (other processes still do).
-        self._write_turn: asyncio.Lock | None = asyncio.Lock() if self._is_sqlite else None
-        self._engine = self._create_engine()
-        # Writes on SQLite take the write lock up front (BEGIN IMMEDIATE); see _create_engine.
-        self._writer = self._engine.execution_options(backline_write=True)
+        self._engine = create_async_engine(
+            self.url,
+            pool_pre_ping=True,  # a connection the server dropped while idle is replaced
+            connect_args={"timeout": 5.0, "command_timeout": 30.0},
+        )
 
     @classmethod
     def from_config(cls, config: dict[str, Any], project_root: Path) -> "SQLTrackerStore":
         return cls(sql_url(config, project_root))
-
-    def _create_engine(self) -> AsyncEngine:
-        if not self._is_sqlite:
-            return create_async_engine(
-                self.url,
-                pool_pre_ping=True,  # a connection the server dropped while idle is replaced
-                connect_args={"timeout": 5.0, "command_timeout": 30.0},
-            )
-        engine = create_async_engine(self.url, connect_args={"timeout": 30.0})
-
-        @event.listens_for(engine.sync_engine, "connect")
-        def _configure(dbapi_connection: Any, _record: Any) -> None:
-            # Let SQLAlchemy's "begin" event issue BEGIN itself (pysqlite would defer it).
-            dbapi_connection.isolation_level = None
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA busy_timeout=30000")
-            # WAL + NORMAL survives a killed process; only a power cut can lose the last commit.
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.close()
-
-        @event.listens_for(engine.sync_engine, "begin")
-        def _begin(connection: Any) -> None:
-            # A deferred transaction that reads and then writes can fail with "database is
-            # locked" despite busy_timeout; taking the write lock first makes writers queue.
-            write = connection.get_execution_options().get("backline_write")
-            connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
-
-        return engine
 
     @contextlib.asynccontextmanager
     async def _guard(self) -> AsyncIterator[None]:
@@ -185,26 +157,18 @@ class SQLTrackerStore(TrackerStore):
                 raise unavailable(self.display_url, error, self._password) from error
             raise
 
-    def _make_parent_dir(self) -> None:
-        if self._is_sqlite:
-            Path(self.url.database or "").parent.mkdir(parents=True, exist_ok=True)
-
     async def _ensure_schema(self) -> None:
         if self._schema_ready:
             return
-        async with self._guard():
-            self._make_parent_dir()
-        async with self._guard(), self._writer.begin() as conn:
-            if not self._is_sqlite:
-                await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK_KEY})
+        async with self._guard(), self._engine.begin() as conn:
+            await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK_KEY})
             await conn.run_sync(metadata.create_all)
         self._schema_ready = True
 
     @contextlib.asynccontextmanager
     async def _transaction(self) -> AsyncIterator[AsyncConnection]:
         await self._ensure_schema()
-        write_turn = self._write_turn or contextlib.nullcontext()
-        async with self._guard(), write_turn, self._writer.begin() as conn:
+        async with self._guard(), self._engine.begin() as conn:
             yield conn
 
     @contextlib.asynccontextmanager
@@ -214,8 +178,8 @@ class SQLTrackerStore(TrackerStore):
             yield conn
 
     def _upsert(self) -> Any:
-        """INSERT ... ON CONFLICT for this dialect (both spell it the same way)."""
-        return (sqlite.insert if self._is_sqlite else postgresql.insert)(conversations)
+        """INSERT ... ON CONFLICT (PostgreSQL)."""
+        return postgresql.insert(conversations)
 
     async def load(self, sender_id: str) -> list[dict]:
         query = (
@@ -300,8 +264,6 @@ class SQLTrackerStore(TrackerStore):
         return len(stale)
 
     async def ping(self) -> None:
-        async with self._guard():
-            self._make_parent_dir()
         async with self._guard(), self._engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
 
