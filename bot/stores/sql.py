@@ -113,7 +113,7 @@ def _sqlite_url(db: str, project_root: Path) -> URL:
     path = Path(db)
     if not path.is_absolute():
         path = project_root / path
-    return URL.create("sqlite+aiosqlite", database=str(path))
+    return URL.create("sqlite", database=str(path))  # served by bot/stores/sqlite.py
 
 
 def display_url(url: URL) -> str:
