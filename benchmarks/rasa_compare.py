@@ -2,7 +2,8 @@
 training time, HTTP latency/throughput and server memory. Prints one Markdown table.
 
     .venv/bin/python benchmarks/rasa_compare.py [--rasa-venv /tmp/rasa36-venv] [--fold 0]
-        [--requests 100] [--conversations 20] [--turns 8] [--out results/rasa_compare.md]
+        [--requests 100] [--conversations 20] [--turns 8] [--response-selector EPOCHS] [--keep]
+        [--out results/rasa_compare.md]
 
 Rasa 3.6 needs Python 3.10 and is never installed into Backline's venv nor committed. Set it up
 outside the repository (large: TensorFlow), e.g.
@@ -24,7 +25,8 @@ What it does, all in a temporary folder (the repository is only read):
    the project's config.yml; Backline: `bot.nlu.pipeline.train_nlp`) and parses the test split.
    The config has no ResponseSelector, so Rasa predicts the retrieval intent `faq` for every
    `faq/<topic>` example: the like-for-like metric maps faq/<topic> to `faq` for BOTH engines;
-   Backline's full-topic score is shown too.
+   Backline's full-topic score is shown too (and Rasa's with --response-selector, which adds a
+   ResponseSelector to Rasa's copy of the config). Entities: micro F1 over exact spans.
 4. Trains each engine's full model on all the data (`rasa train`, `bot train`), starts each
    server on loopback (`rasa run --enable-api`, `bot run`), with in-memory tracker stores for
    both, and measures /model/parse and /webhooks/rest/webhook latency (sequential), the
@@ -102,11 +104,18 @@ async def run():
         t = time.perf_counter()
         parse = await agent.parse_message(text)
         times.append(time.perf_counter() - t)
-        preds.append(parse["intent"]["name"] if parse.get("intent") else None)
+        name = parse["intent"]["name"] if parse.get("intent") else None
+        selectors = parse.get("response_selector") or {}
+        chosen = selectors.get(name) or selectors.get("default") or {}
+        key = (chosen.get("response") or {}).get("intent_response_key")
+        preds.append(name)
+        full.append(key or name)
+        ents.append([{k: e.get(k) for k in ("entity", "start", "end", "value")} for e in parse.get("entities") or []])
     return preds, times
+ents, full = [], []
 preds, times = asyncio.run(run())
 print("RESULT " + json.dumps({"train_s": train_s, "import_s": imported, "load_s": load_s,
-                              "preds": preds, "parse_times": times}))
+                              "preds": preds, "full": full, "entities": ents, "parse_times": times}))
 """
 
 
@@ -153,7 +162,7 @@ def tree_rss(pid: int) -> float:
 
 # -- project snapshot and split -----------------------------------------------------------------
 
-def snapshot(work: Path) -> tuple[Path, Path, list[str]]:
+def snapshot(work: Path, response_selector: int = 0) -> tuple[Path, Path, list[str]]:
     """Copies for Backline (everything it needs) and for Rasa (what Rasa reads); notes on changes."""
     notes: list[str] = []
     bl = work / "backline"
@@ -169,6 +178,13 @@ def snapshot(work: Path) -> tuple[Path, Path, list[str]]:
     config = yaml.safe_load((ROOT / "config.yml").read_text())
     if config.pop("backline", None) is not None:
         notes.append("config.yml: the `backline:` section is removed in Rasa's copy (Backline-only settings)")
+    if response_selector:
+        at = next((i for i, c in enumerate(config["pipeline"]) if c.get("name") == "FallbackClassifier"),
+                  len(config["pipeline"]))
+        config["pipeline"].insert(at, {"name": "ResponseSelector", "epochs": response_selector,
+                                       "retrieval_intent": "faq"})
+        notes.append(f"--response-selector: Rasa's copy of config.yml gets a ResponseSelector (retrieval_intent "
+                     f"faq, epochs {response_selector}, TensorFlow) so that it can answer faq/<topic>")
     (rs / "config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
     shutil.copy2(ROOT / "domain.yml", rs / "domain.yml")
     for f in sorted((bl / "data").glob("*.yml")):
@@ -213,6 +229,19 @@ def intent_scores(pairs: list[tuple[Gold, str]]) -> tuple[float, float]:
 
     report = intent_report(pairs)
     return report["macro avg"]["f1-score"], report["accuracy"]
+
+
+def entity_micro(test: list[Any], predicted: list[list[dict[str, Any]]]) -> str:
+    """Micro precision / recall / F1 over (entity, start, end) spans of the test examples."""
+    tp = fp = fn = 0
+    for ex, pred in zip(test, predicted):
+        gold = {(e["entity"], e["start"], e["end"]) for e in ex.entities}
+        got = {(e["entity"], e["start"], e["end"]) for e in pred}
+        tp, fp, fn = tp + len(gold & got), fp + len(got - gold), fn + len(gold - got)
+    p = tp / (tp + fp) if tp + fp else 0.0
+    r = tp / (tp + fn) if tp + fn else 0.0
+    f = 2 * p * r / (p + r) if p + r else 0.0
+    return f"{f:.3f} (P {p:.3f}, R {r:.3f}; {tp + fn} gold spans)"
 
 
 # -- servers ------------------------------------------------------------------------------------
@@ -332,13 +361,14 @@ def backline_nlu(project: Any, train: list[Any], test: list[Any]) -> dict[str, A
     nlp = train_nlp(data, settings)
     train_s = time.perf_counter() - t
     model = NLUModel(nlp, settings)
-    preds, times = [], []
+    preds, times, ents = [], [], []
     for ex in test:
         t = time.perf_counter()
         parse = model.parse(ex.text)
         times.append(time.perf_counter() - t)
         preds.append(full_intent(parse))
-    return {"train_s": train_s, "preds": preds, "parse_times": times}
+        ents.append(parse.get("entities") or [])
+    return {"train_s": train_s, "preds": preds, "entities": ents, "parse_times": times}
 
 
 def rasa_nlu(py: Path, rs: Path, work: Path, test: list[Any]) -> dict[str, Any]:
@@ -420,6 +450,8 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=100, help="sequential requests per endpoint")
     parser.add_argument("--conversations", type=int, default=20)
     parser.add_argument("--turns", type=int, default=8, help="turns per concurrent conversation")
+    parser.add_argument("--response-selector", type=int, default=0, metavar="EPOCHS",
+                        help="add a ResponseSelector (TensorFlow, EPOCHS epochs) to Rasa's config so it answers FAQs")
     parser.add_argument("--skip-http", action="store_true", help="NLU comparison only")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, models)")
     parser.add_argument("--out", default=str(ROOT / "results" / "rasa_compare.md"))
@@ -453,7 +485,7 @@ def main() -> int:
     loads: dict[str, str] = {}
     procs: list[subprocess.Popen] = []
     try:
-        bl_dir, rs_dir, snap_notes = snapshot(work)
+        bl_dir, rs_dir, snap_notes = snapshot(work, args.response_selector)
         notes += snap_notes
         project = load_project(bl_dir)
         from bot.model import settings_for
@@ -476,6 +508,7 @@ def main() -> int:
                                            for ex, p in zip(test, b["preds"])])
         bl_rows["f1_base"], bl_rows["acc_base"] = f"{f1_base:.3f}", f"{acc_base:.3f}"
         bl_rows["full"] = f"{f1_full:.3f} / {acc_full:.3f}"
+        bl_rows["entities"] = entity_micro(test, b["entities"])
         bl_rows["train_split"] = f"{b['train_s']:.1f} s"
         bl_rows["parse_inproc"] = f"{statistics.median(b['parse_times']) * 1000:.2f} ms"
 
@@ -488,7 +521,12 @@ def main() -> int:
                 f1, acc = intent_scores([(Gold(ex.text, base_intent(ex.intent)), base_intent(p))
                                          for ex, p in zip(test, r["preds"])])
                 rs_rows["f1_base"], rs_rows["acc_base"] = f"{f1:.3f}", f"{acc:.3f}"
-                rs_rows["full"] = "n/a (no ResponseSelector in config.yml)"
+                if args.response_selector:
+                    f1, acc = intent_scores([(Gold(ex.text, ex.intent), p) for ex, p in zip(test, r["full"])])
+                    rs_rows["full"] = f"{f1:.3f} / {acc:.3f}"
+                else:
+                    rs_rows["full"] = "n/a (no ResponseSelector in config.yml; see --response-selector)"
+                rs_rows["entities"] = entity_micro(test, r["entities"])
                 rs_rows["train_split"] = f"{r['train_s']:.1f} s (+{r['import_s']:.0f} s import)"
                 rs_rows["parse_inproc"] = f"{statistics.median(r['parse_times']) * 1000:.2f} ms"
                 problems = rasa_problems((work / "rasa_nlu.log").read_text())
@@ -621,6 +659,7 @@ def main() -> int:
         row("intent macro F1 (faq/<topic> counted as faq, both engines)", "f1_base", ("nlu_bl", "nlu_rs")),
         row("intent accuracy (faq/<topic> counted as faq)", "acc_base", ("nlu_bl", "nlu_rs")),
         row("intent macro F1 / accuracy with the FAQ topics (faq/<topic>)", "full", ("nlu_bl",)),
+        row("entity micro F1, exact span and type (same test split)", "entities", ("nlu_bl", "nlu_rs")),
         row("NLU training time on the train split (in process)", "train_split", ("nlu_bl", "nlu_rs")),
         row("NLU parse median (in process, test split)", "parse_inproc", ("nlu_bl", "nlu_rs")),
     ]
