@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import sys
+import textwrap
 import uuid
 from typing import Any, TextIO
 
@@ -27,9 +29,9 @@ class Console:
         for reply in replies:
             text = reply.get("text")
             if text:
-                alert = any(w in text for w in ("emergency", "Crisis", "crisis"))
+                alert = any(w in text for w in ("emergency department", "Crisis", "crisis", "right now"))
                 prefix = self._paint(ALERT if alert else BOT, "Backline:")
-                self.out.write(f"{prefix} {text}\n")
+                self.out.write(f"{prefix} {self._wrap(text)}\n")
             summary = (reply.get("custom") or {}).get("visit_summary")
             if summary and not text:
                 self.out.write(self._paint(DIM, "(visit summary data attached)") + "\n")
@@ -37,6 +39,14 @@ class Console:
                 self.buttons.append(button)
                 self.out.write(self._paint(DIM, f"  {len(self.buttons)}. {button.get('title')}") + "\n")
         self.out.flush()
+
+    def _wrap(self, text: str) -> str:
+        """Wrap at word boundaries on a terminal (indented under the name); as is when piped."""
+        if not self.color:
+            return text
+        width = max(40, shutil.get_terminal_size((100, 24)).columns - 1)
+        return "\n".join(textwrap.fill(part, width, initial_indent=" " * 10, subsequent_indent=" " * 10)[10:]
+                         for part in text.split("\n"))
 
     def resolve(self, line: str) -> str:
         """A number picks a button's payload; anything else is sent as typed."""
