@@ -62,7 +62,7 @@ def served(agent: Any, credentials: dict | None = None, **opts: Any) -> Iterator
         yield url
     finally:
         try:
-            loop.run(agent.tracker_store.close(), timeout=30)
+            loop.run(agent.close(), timeout=30)  # runner session, tracker and lock stores
         except Exception:  # noqa: BLE001 - best effort, the loop goes away next
             pass
         loop.stop()
