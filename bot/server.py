@@ -143,7 +143,7 @@ def create_app(agent: Any, credentials: dict[str, Any] | None = None, *, token: 
     async def tracker(request: Request, conversation_id: str) -> HTTPResponse:
         check_token(request, token)
         conversation_id = sender_id(conversation_id, "conversation_id")
-        include = request.args.get("include_events", "AFTER_RESTART")
+        include = request.get_args(keep_blank_values=True).get("include_events", "AFTER_RESTART")
         if include.upper() not in INCLUDE_EVENTS or include not in (include.upper(),
                                                                       include.lower()):
             raise ApiError(400, f"include_events must be one of {', '.join(INCLUDE_EVENTS)}",

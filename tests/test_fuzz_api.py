@@ -68,12 +68,6 @@ def test_api_conforms_to_its_openapi_document(case, api_server):
     case.call_and_validate(base_url=api_server, timeout=60, excluded_checks=excluded)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG (found by the soak fuzz): a blank query flag -- `?stream=` on the webhook, "
-    "`?include_events=` on the tracker -- is treated as absent (200) instead of rejected (400) as the "
-    "OpenAPI document says (boolean / enum). Sanic's request.args drops blank values; "
-    "bot/channels/guards.py bool_arg and the include_events check in bot/server.py should read "
-    "request.get_args(keep_blank_values=True)"))
 @pytest.mark.parametrize("method, path", [
     ("POST", "/webhooks/rest/webhook?stream="),
     ("GET", "/conversations/fuzz-known/tracker?include_events="),

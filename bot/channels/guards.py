@@ -167,7 +167,7 @@ _TRUE, _FALSE = {"true"}, {"false"}
 
 
 def bool_arg(request: Request, name: str, default: bool = False) -> bool:
-    values = request.args.getlist(name)
+    values = request.get_args(keep_blank_values=True).getlist(name)  # `?stream=` is not "absent"
     if not values:
         return default
     value = values[-1].strip().lower()
