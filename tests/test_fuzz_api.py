@@ -18,14 +18,12 @@ import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
-from schemathesis.specs.openapi.checks import negative_data_rejection
 
 from bot.channels.openapi import openapi_document
 from tests.hardening_support import agent_with_stores, scaled, served
 from tests.stores_fixtures import BotServer, make_project, project_template  # noqa: F401  (fixture)
 
 MAX_EXAMPLES = scaled(25, 400)
-BLANK_QUERY_BUG = ("stream", "include_events")
 
 # The document the server serves is built by bot.channels.openapi.openapi_document(); it is loaded
 # at import (schemathesis 4.32's lazy `from_fixture` loader crashes on pytest 9: it sets
@@ -60,12 +58,7 @@ def test_fuzzed_schema_is_the_served_one(api_server):
 @settings(max_examples=MAX_EXAMPLES, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large])
 def test_api_conforms_to_its_openapi_document(case, api_server):
-    excluded = []
-    if any((case.query or {}).get(name) == "" for name in BLANK_QUERY_BUG):
-        # Known bug, kept visible by test_blank_query_flags_are_rejected (strict xfail): the server
-        # reads `?stream=` / `?include_events=` as absent. Every other check still runs on these.
-        excluded = [negative_data_rejection]
-    case.call_and_validate(base_url=api_server, timeout=60, excluded_checks=excluded)
+    case.call_and_validate(base_url=api_server, timeout=60)
 
 
 @pytest.mark.parametrize("method, path", [
