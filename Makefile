@@ -24,10 +24,10 @@ chat: setup
 	$(BIN)/bot shell
 
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not soak"
 
 soak: setup
-	BACKLINE_SOAK=1 $(BIN)/python -m pytest -q -m "slow or not slow"
+	BACKLINE_SOAK=1 $(BIN)/python -m pytest -q
 
 bench: setup
 	$(BIN)/python benchmarks/run.py
