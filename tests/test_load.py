@@ -1,8 +1,8 @@
 """Load: many concurrent conversations against one real `bot run` process on loopback.
 
-Default run (`make test`): 20 conversations x 10 turns. Soak run (BACKLINE_SOAK=1, marker
-`slow`): 100 conversations x 50 turns. Each conversation sends its turns one after another
-(as a person does); the conversations run concurrently. Asserted: no errors (every request
+Default run (`make test`): 20 conversations x 10 turns. Soak run (`make soak`,
+BACKLINE_SOAK=1, markers `slow` and `soak`): 100 conversations x 50 turns. Each conversation
+sends its turns one after another (as a person does); the conversations run concurrently. Asserted: no errors (every request
 200 with at least one bot message), every turn finished within the time bound, and the server's
 resident memory grew by less than MEMORY_GROWTH_BOUND_MB between warm-up and the end. Latency
 percentiles and memory are printed and written to results/hardening_load*.json.
@@ -125,6 +125,7 @@ def test_load_reduced(load_server):
 
 
 @pytest.mark.slow
+@pytest.mark.soak
 @pytest.mark.skipif(not soak(), reason="full load only in the soak run (BACKLINE_SOAK=1)")
 def test_load_full(load_server):
     """100 concurrent conversations x 50 turns (soak run)."""
