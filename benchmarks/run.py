@@ -15,7 +15,7 @@ Sections, each run in its own process so one's memory does not count in another'
           when they run on loopback).
 
 Every row carries the 1-minute load average read when that row was measured: the machine is
-shared, so compare numbers only at similar load. Bounded: about 3-4 minutes in full, ~40 s quick.
+shared, so compare numbers only at similar load. Bounded: 40-90 s in full, 15-30 s quick (load 2-8).
 """
 
 from __future__ import annotations
