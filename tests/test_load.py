@@ -128,5 +128,10 @@ def test_load_reduced(load_server):
 @pytest.mark.soak
 @pytest.mark.skipif(not soak(), reason="full load only in the soak run (BACKLINE_SOAK=1)")
 def test_load_full(load_server):
-    """100 concurrent conversations x 50 turns (soak run)."""
-    check(run_load(load_server, 100, 50, time_bound=1500, tag="full"))
+    """100 concurrent conversations x 50 turns (soak run), then the same again with new
+    conversations: memory must level off, not grow by the same amount again (a leak)."""
+    first = run_load(load_server, 100, 50, time_bound=1500, tag="full")
+    check(first)
+    second = run_load(load_server, 100, 50, time_bound=1500, tag="full-again")
+    check(second)
+    assert second["rss_growth_mb"] < max(0.5 * first["rss_growth_mb"], 25), (first, second)
