@@ -96,19 +96,23 @@ class Processor:
 
     async def _start_session(self, tracker: Tracker, out: list[dict[str, Any]]) -> None:
         """Session start with the disclaimer; built in when the custom action is missing or fails."""
+        started = False
         if "action_session_start" in self.custom_actions:
             try:
                 result = await self._call_custom(tracker, "action_session_start")
                 tracker.add(ev.action_executed("action_session_start"))
                 self._apply_result(tracker, result, out)
-                if any(e.get("event") == "session_started" for e in result.events):
-                    return
+                started = any(e.get("event") == "session_started" for e in result.events)
             except (ActionFailed, ActionRejected):
                 log.warning("custom action_session_start failed; using the built-in one")
-        tracker.add(ev.action_executed("action_session_start"))
-        tracker.add(ev.session_started())
-        self._utter(tracker, "utter_disclaimer", out)
-        tracker.add(ev.action_executed(ACTION_LISTEN))
+        if not started:
+            tracker.add(ev.action_executed("action_session_start"))
+            tracker.add(ev.session_started())
+            self._utter(tracker, "utter_disclaimer", out)
+            tracker.add(ev.action_executed(ACTION_LISTEN))
+        for name in ("emergency_number", "crisis_line"):  # the configured numbers, for actions too
+            if name in self.domain.slots and tracker.slots.get(name) != self.settings.get(name):
+                tracker.add(ev.slot_set(name, self.settings.get(name)))
 
     async def _safety(self, tracker: Tracker, text: str, out: list[dict[str, Any]]) -> str | None:
         """Screen every message for danger signs before any other dialogue logic."""

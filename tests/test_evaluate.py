@@ -48,3 +48,15 @@ def test_safety_cases_cover_every_flag(agent):
     screener = agent.processor.screener
     flags = {flag for flag, _, expected in safety_cases(screener, full=True) if expected}
     assert flags == set(screener.flags)
+
+
+def test_bot_test_nlu_writes_json_markdown_and_a_confusion_plot(tmp_path):
+    from tests.helpers import run_bot
+
+    result = run_bot("test", "nlu", "--folds", "2", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "macro F1" in result.stdout and "confused:" in result.stdout
+    report = json.loads((tmp_path / "nlu.json").read_text())
+    assert set(report) >= {"accuracy", "macro avg", "weighted avg", "per_intent", "confusion", "most_confused"}
+    assert (tmp_path / "nlu.md").read_text().startswith("# NLU evaluation")
+    assert (tmp_path / "intent_confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

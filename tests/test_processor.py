@@ -116,6 +116,7 @@ def test_emergency_number_comes_from_config(tmp_path, loop, monkeypatch):
     agent = Agent.load(ROOT, tracker_store=InMemoryTrackerStore(), lock_store=InMemoryLockStore())
     text = _texts(loop.run_until_complete(agent.handle_message(UserMessage("I can't control my bladder", "n"))))
     assert "112" in text and "911" not in text
+    assert loop.run_until_complete(agent.tracker("n")).slots["emergency_number"] == "112"  # actions see it too
 
 
 def test_store_down_gives_a_polite_reply(loop):
