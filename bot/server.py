@@ -210,11 +210,32 @@ def _app_from_root(root: Path, opts: dict[str, Any]) -> Sanic:
     agent = Agent.load(root)
     app = create_app(agent, load_credentials(root), **opts)
 
+    @app.after_server_start
+    async def start_retention(app: Sanic) -> None:
+        # `conversation_ttl_days` (endpoints.yml tracker_store): purge once an hour while serving.
+        if (agent.project.endpoints.get("tracker_store") or {}).get("conversation_ttl_days"):
+            app.add_task(_purge_every(agent, RETENTION_INTERVAL_SECONDS), name="retention")
+
     @app.after_server_stop
     async def close_agent(app: Sanic) -> None:
         await agent.close()
 
     return app
+
+
+RETENTION_INTERVAL_SECONDS = 3600.0
+
+
+async def _purge_every(agent: Any, seconds: float) -> None:
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            erased = await agent.purge_expired()
+        except Exception as error:  # a store hiccup must not stop the server or the next purge
+            logger.warning("retention purge failed: %s", error)
+        else:
+            if erased:
+                logger.info("retention purge erased %d conversation(s)", erased)
 
 
 def serve(root: Path | str = ".", host: str = "127.0.0.1", port: int = 5005, workers: int = 1,

@@ -259,13 +259,6 @@ def test_store_dying_in_the_middle_of_a_write_saves_nothing(agent, kind, request
             assert user_texts(events) == ["my lower back hurts"] and half_saved_turns(events) == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: one undecodable stored event (disk corruption, a bad manual edit or migration) makes every "
-    "later message of that conversation a 500 with no reply: the stores' load() (bot/stores/memory.py, "
-    "sqlite.py, sql.py, redis.py) lets json.JSONDecodeError escape and Agent.handle_message does not "
-    "catch it. Suggested fix: raise StoreUnavailable (or a CorruptConversation subclass) from load() "
-    "on undecodable rows, so the person gets the polite 'try again' reply and the log names the "
-    "conversation by its hash"))
 def test_a_corrupt_stored_event_gets_a_polite_reply_not_a_500(agent):
     from bot.stores import InMemoryTrackerStore
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import abc
 import re
 from typing import AsyncContextManager
@@ -101,3 +103,16 @@ def event_timestamp(event: dict, default: float) -> float:
     """The event's `timestamp` as a float, or `default` if it has none."""
     value = event.get("timestamp")
     return float(value) if isinstance(value, (int, float)) else default
+
+
+class CorruptConversation(StoreUnavailable):
+    """A stored event of this conversation cannot be decoded; the turn is refused, not guessed."""
+
+
+def decode_events(raw: list, where: str) -> list[dict]:
+    """JSON rows -> event dicts; a row that is not JSON raises CorruptConversation (not a 500)."""
+    try:
+        return [json.loads(item) for item in raw]
+    except ValueError as error:  # JSONDecodeError, bad UTF-8 in bytes
+        raise CorruptConversation(f"store {mask_url(where)} holds an event that is not valid JSON "
+                                  f"({type(error).__name__}); the conversation cannot be loaded") from None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 
-from bot.stores.base import TrackerStore, event_timestamp
+from bot.stores.base import TrackerStore, decode_events, event_timestamp
 
 
 class InMemoryTrackerStore(TrackerStore):
@@ -16,7 +16,7 @@ class InMemoryTrackerStore(TrackerStore):
         self._latest: dict[str, float] = {}
 
     async def load(self, sender_id: str) -> list[dict]:
-        return [json.loads(raw) for raw in self._events.get(sender_id, [])]
+        return decode_events(self._events.get(sender_id, []), "memory://")
 
     async def append(self, sender_id: str, events: list[dict]) -> None:
         # Serialise everything first: a bad event must leave the conversation untouched,

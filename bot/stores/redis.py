@@ -18,7 +18,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from bot.stores.base import TrackerStore, event_timestamp, mask_url, unavailable
+from bot.stores.base import TrackerStore, decode_events, event_timestamp, mask_url, unavailable
 
 _CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError)
 
@@ -98,7 +98,7 @@ class RedisTrackerStore(TrackerStore):
             raw = await self._redis.lrange(self._key(sender_id), 0, -1)
         except _CONNECTION_ERRORS as error:
             raise self._unavailable(error) from error
-        return [json.loads(item) for item in raw]
+        return decode_events(raw, self.display_url)
 
     async def append(self, sender_id: str, events: list[dict]) -> None:
         encoded = [json.dumps(event) for event in events]

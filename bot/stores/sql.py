@@ -37,7 +37,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
-from bot.stores.base import StoreUnavailable, TrackerStore, event_timestamp, unavailable
+from bot.stores.base import StoreUnavailable, TrackerStore, decode_events, event_timestamp, unavailable
 
 metadata = MetaData()
 
@@ -189,7 +189,7 @@ class SQLTrackerStore(TrackerStore):
         )
         async with self._reader() as conn:
             rows = (await conn.execute(query)).scalars().all()
-        return [json.loads(row) for row in rows]
+        return decode_events(rows, self.display_url)
 
     async def append(self, sender_id: str, events: list[dict]) -> None:
         # Encode before touching the database: a bad event fails the whole append up front.

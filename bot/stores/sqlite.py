@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
-from bot.stores.base import StoreUnavailable, TrackerStore, event_timestamp, unavailable
+from bot.stores.base import StoreUnavailable, TrackerStore, decode_events, event_timestamp, unavailable
 
 T = TypeVar("T")
 
@@ -88,7 +88,7 @@ class SQLiteTrackerStore(TrackerStore):
     async def load(self, sender_id: str) -> list[dict]:
         rows = await self._run(lambda c: c.execute(
             "SELECT data FROM conversation_events WHERE sender_id = ? ORDER BY seq", (sender_id,)).fetchall())
-        return [json.loads(data) for (data,) in rows]
+        return decode_events([data for (data,) in rows], self.display_url)
 
     async def append(self, sender_id: str, events: list[dict]) -> None:
         # Encode before touching the database: a bad event fails the whole append up front.
