@@ -77,7 +77,7 @@ def main() -> None:
         parse_times.append((time.perf_counter() - t) * 1000)
     rss = proc.memory_info().rss / 1024 / 1024
     print(f"machine: {describe()}")
-    print(f"| metric | value |\n|---|---|")
+    print("| metric | value |\n|---|---|")
     print(f"| turns timed (in process, in-memory store) | {len(timings)} |")
     print(f"| turn latency median | {statistics.median(timings):.2f} ms |")
     print(f"| turn latency p99 | {percentile(timings, 0.99):.2f} ms |")

@@ -32,21 +32,12 @@ sys.path.insert(0, str(ROOT))
 import aiohttp  # noqa: E402
 import psutil  # noqa: E402
 
+from benchmarks.machine import cpu_model  # noqa: E402
 from bot.server import free_port  # noqa: E402
 
 # One realistic turn mix: greeting, symptom report, FAQ question, thanks.
 MESSAGES = ["hello", "my lower back hurts after lifting", "what are the paraspinal muscles?",
             "thanks"]
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def percentile(values: list[float], q: float) -> float:

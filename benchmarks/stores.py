@@ -21,6 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.machine import cpu_model  # noqa: E402
+
 from bot.stores import StoreUnavailable, TrackerStore, create_tracker_store  # noqa: E402
 
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
@@ -135,16 +137,6 @@ async def bench_store(kind: str, workdir: Path, seconds: float, concurrency: int
             await pg_database("drop", name)
         elif kind == "redis":
             await redis_cleanup(name)
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 async def main() -> None:
