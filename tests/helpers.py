@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -30,3 +31,24 @@ def run_bot(*args: str, cwd: Path | None = None, input: str | None = None, timeo
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     return subprocess.run([sys.executable, "-m", "bot", *args], cwd=cwd or ROOT, input=input, text=True,
                           capture_output=True, timeout=timeout, env=full_env)
+
+
+@contextlib.contextmanager
+def served_agent(tmp: Path):
+    """The real engine with a throwaway SQLite store and a ServerLoop to start apps on.
+
+    Yields (agent, loop); closes the agent and stops the loop afterwards."""
+    from bot.agent import Agent
+    from bot.server import ServerLoop
+    from bot.stores import create_tracker_store
+
+    store = create_tracker_store({"type": "sql", "dialect": "sqlite", "db": str(tmp / "conversations.db")}, tmp)
+    agent = Agent.load(ROOT, tracker_store=store)
+    loop = ServerLoop()
+    try:
+        yield agent, loop
+    finally:
+        try:
+            loop.run(agent.close())
+        finally:
+            loop.stop()

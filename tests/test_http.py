@@ -13,7 +13,8 @@ import httpx
 import pytest
 
 from bot.channels.rest import rest_messages
-from bot.server import ServerLoop, create_app
+from tests.helpers import served_agent
+from bot.server import create_app
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "s3cret-token"
@@ -23,26 +24,13 @@ MESSAGE_KEYS = {"recipient_id", "text", "buttons", "image", "attachment", "custo
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory):
-    from bot.agent import Agent
-    from bot.stores import create_tracker_store
-
-    tmp = tmp_path_factory.mktemp("http")
-    store = create_tracker_store({"type": "sql", "dialect": "sqlite",
-                                  "db": str(tmp / "conversations.db")}, tmp)
-    agent = Agent.load(ROOT, tracker_store=store)
-    loop = ServerLoop()
-    try:
+    with served_agent(tmp_path_factory.mktemp("http")) as (agent, loop):
         yield SimpleNamespace(
             agent=agent,
             url=loop.start(create_app(agent, {"rest": None}, max_request_bytes=200_000)),
             secured=loop.start(create_app(agent, {"rest": None, "cors_origins": [ALLOWED_ORIGIN]},
                                           token=TOKEN, rate_limit="4/60")),
         )
-    finally:
-        try:
-            loop.run(agent.close())
-        finally:
-            loop.stop()
 
 
 @pytest.fixture

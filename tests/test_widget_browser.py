@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.server import ServerLoop, create_app
+from tests.helpers import served_agent
+from bot.server import create_app
 
 pytestmark = pytest.mark.browser
 
@@ -52,21 +53,8 @@ def browser():
 
 @pytest.fixture(scope="module")
 def base_url(tmp_path_factory: pytest.TempPathFactory):
-    from bot.agent import Agent
-    from bot.stores import create_tracker_store
-
-    tmp = tmp_path_factory.mktemp("widget")
-    store = create_tracker_store({"type": "sql", "dialect": "sqlite",
-                                  "db": str(tmp / "conversations.db")}, tmp)
-    agent = Agent.load(ROOT, tracker_store=store)
-    loop = ServerLoop()
-    try:
+    with served_agent(tmp_path_factory.mktemp("widget")) as (agent, loop):
         yield loop.start(create_app(agent, {"rest": None, "socketio": None}))
-    finally:
-        try:
-            loop.run(agent.close())
-        finally:
-            loop.stop()
 
 
 @pytest.fixture
