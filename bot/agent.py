@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.actions.runner import create_runner
+from bot.dialogue.domain import fill
 from bot.dialogue.policies import build_policies
 from bot.dialogue.tracker import Tracker
 from bot.model import load_or_train
@@ -144,4 +145,4 @@ class Agent:
             await ping_locks()
 
     def _fill(self, text: str) -> str:
-        return text.replace("{emergency_number}", str(self.settings.get("emergency_number", "911")))
+        return fill(text, self.settings)

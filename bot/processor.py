@@ -11,7 +11,7 @@ from typing import Any
 
 from bot.actions.runner import ActionFailed, ActionRejected, ActionResult
 from bot.dialogue import tracker as ev
-from bot.dialogue.domain import Domain
+from bot.dialogue.domain import Domain, fill
 from bot.dialogue.policies import Prediction
 from bot.dialogue.slots import extract_slots
 from bot.dialogue.tracker import ACTION_LISTEN, Tracker
@@ -352,7 +352,6 @@ class Processor:
             self._send(tracker, message, out)
 
     def domain_fill(self, tracker: Tracker, text: str) -> str:
-        from bot.dialogue.domain import fill
         return fill(text, self._template_values(tracker))
 
     def _send(self, tracker: Tracker, message: dict[str, Any], out: list[dict[str, Any]]) -> None:
