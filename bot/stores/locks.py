@@ -203,7 +203,6 @@ class RedisLockStore(LockStore):
         hold_ms = int(timeout * 1000)
         key_ms = int(max(self.waiter_ttl, timeout) * 1000) + 60_000
         token = uuid.uuid4().hex
-        acquired = False
         ticket: int | None = None
         try:
             ticket = int(await self._take(keys=keys, args=[waiter_ms, key_ms]))
@@ -211,7 +210,6 @@ class RedisLockStore(LockStore):
             while True:
                 state = int(await self._poll(keys=keys, args=[ticket, waiter_ms, hold_ms, token, key_ms]))
                 if state == 1:
-                    acquired = True
                     break
                 if state == -1:
                     logger.warning("Lock ticket of conversation %s expired while waiting; queueing again.",
