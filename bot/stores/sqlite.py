@@ -62,11 +62,11 @@ class SQLiteTrackerStore(TrackerStore):
         if self._conn is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")   # WAL + NORMAL survives a killed process
-            conn.execute("PRAGMA secure_delete=ON")     # erased conversations are overwritten
-            conn.execute("PRAGMA busy_timeout=30000")   # other processes (bot forget) may write
-            conn.executescript(SCHEMA)
+            try:
+                _retry_locked(lambda: _prepare(conn))
+            except BaseException:
+                conn.close()
+                raise
             self._conn = conn
         return self._conn
 
@@ -108,8 +108,8 @@ class SQLiteTrackerStore(TrackerStore):
                     await self._run(lambda c: _write(c, [(s, r) for s, r, _ in batch]))
                 except BaseException as error:
                     for _, _, waiting in batch:
-                        if not waiting.done():
-                            waiting.set_exception(error)
+                        if not waiting.done():  # one exception object each: no shared tracebacks
+                            waiting.set_exception(_copy_error(error))
                 else:
                     for _, _, waiting in batch:
                         if not waiting.done():
@@ -156,6 +156,38 @@ class SQLiteTrackerStore(TrackerStore):
 
         if self._conn is not None:
             await asyncio.get_running_loop().run_in_executor(self._thread, shut, None)
+
+
+def _prepare(conn: sqlite3.Connection) -> None:
+    conn.execute("PRAGMA busy_timeout=30000")   # other processes (bot forget) may write
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")   # WAL + NORMAL survives a killed process
+    conn.execute("PRAGMA secure_delete=ON")     # erased conversations are overwritten
+    # Take the write lock before reading the schema: two processes creating it at once would
+    # otherwise both upgrade a read lock, and SQLite refuses one without waiting.
+    with _transaction(conn):
+        for statement in SCHEMA.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+
+
+def _retry_locked(step: Callable[[], T], attempts: int = 100) -> T:
+    """Switching a new file to WAL while another process does the same can fail at once with
+    "database is locked" (SQLite does not wait there); it succeeds a moment later."""
+    for attempt in range(attempts):
+        try:
+            return step()
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or attempt == attempts - 1:
+                raise
+            time.sleep(0.02)
+    raise AssertionError("unreachable")
+
+
+def _copy_error(error: BaseException) -> BaseException:
+    if isinstance(error, StoreUnavailable):
+        return type(error)(str(error))
+    return StoreUnavailable(f"{type(error).__name__}: {error}")
 
 
 class _transaction:
