@@ -75,6 +75,14 @@ def main() -> None:
         t = time.perf_counter()
         agent.nlu.parse(text)
         parse_times.append((time.perf_counter() - t) * 1000)
+    screener = agent.processor.screener
+    long_message = ("I lifted a heavy box at work yesterday and now my lower back really hurts when I bend "
+                    "over, no fever but my legs feel a bit odd")
+    screen_times = []
+    for _ in range(2000):
+        t = time.perf_counter()
+        screener.screen(long_message)
+        screen_times.append((time.perf_counter() - t) * 1000)
     rss = proc.memory_info().rss / 1024 / 1024
     print(f"machine: {describe()}")
     print("| metric | value |\n|---|---|")
@@ -82,6 +90,7 @@ def main() -> None:
     print(f"| turn latency median | {statistics.median(timings):.2f} ms |")
     print(f"| turn latency p99 | {percentile(timings, 0.99):.2f} ms |")
     print(f"| NLU parse median | {statistics.median(parse_times):.3f} ms |")
+    print(f"| safety screen median (24-word message) | {statistics.median(screen_times):.3f} ms |")
     print(f"| training time ({len(project.nlu.examples)} examples) | {train_seconds:.2f} s |")
     print(f"| cold start (load project + model + actions) | {cold_start:.2f} s |")
     print(f"| RSS after benchmark | {rss:.0f} MB |")
