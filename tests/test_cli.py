@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tests.helpers import ROOT, copy_project, run_bot
+from tests.helpers import copy_project, run_bot
 
 
 def test_help_lists_every_command():
