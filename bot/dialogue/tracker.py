@@ -81,7 +81,6 @@ class Tracker:
         self.followup_action: str | None = None
         self.paused = False
         self.last_rejected: str | None = None
-        self.restart_index = len(getattr(self, "events", []))
 
     def add(self, event: dict[str, Any]) -> None:
         self._apply(event)
@@ -110,7 +109,6 @@ class Tracker:
             self.latest_bot_text = event.get("text")
         elif kind == "restart":
             self._reset_state()
-            self.restart_index = len(self.events) + 1
         elif kind == "session_started":
             kept = dict(self.slots) if self.domain.carry_over_slots else None
             self._reset_state()
@@ -167,9 +165,6 @@ class Tracker:
             if event.get("event") == "slot":
                 result.setdefault(event["name"], event.get("value"))
         return result
-
-    def user_texts(self) -> list[str]:
-        return [e.get("text") or "" for e in self.applied_events() if e.get("event") == "user"]
 
     def as_dict(self, include_events: str = "AFTER_RESTART") -> dict[str, Any]:
         """Rasa's tracker JSON (GET /conversations/<id>/tracker and the action server payload)."""

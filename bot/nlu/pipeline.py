@@ -4,9 +4,7 @@ into Rasa's /model/parse shape."""
 from __future__ import annotations
 
 import json
-import random
 import re
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -107,7 +105,6 @@ def train_nlp(data: TrainingData, settings: NLUSettings,
     labels = sorted({ex.intent for ex in data.examples})
     if len(labels) < 2:
         raise ProjectError("data/nlu.yml", None, "at least two intents are needed to train a classifier")
-    random.seed(settings.seed)
     nlp = build_nlp(settings)
     nlp.get_pipe("lemmatizer").initialize(lookups=components.lemma_lookups())
     words: list[str] = []
@@ -251,9 +248,3 @@ def _response_selector(retrieval: dict[str, list[tuple[str, float]]], top_intent
     selector["default"] = {"response": {"responses": None, "confidence": 0.0, "intent_response_key": None,
                                          "utter_action": "utter_None"}, "ranking": []}
     return selector
-
-
-def timed_train(data: TrainingData, settings: NLUSettings, progress=None) -> tuple[NLUModel, float]:
-    start = time.perf_counter()
-    nlp = train_nlp(data, settings, progress)
-    return NLUModel(nlp, settings), time.perf_counter() - start
