@@ -1,4 +1,4 @@
-"""Loads and validates the clinical knowledge base in data/knowledge/ (conditions, self-care,
+"""Loads and validates the clinical knowledge base in knowledge/ (conditions, self-care,
 questions, sources), plus the danger-sign levels from the safety layer's red_flags.yml."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import yaml
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_DIR = Path(__file__).resolve().parent.parent / "data" / "knowledge"
+DEFAULT_DIR = Path(__file__).resolve().parent.parent / "knowledge"
 ENV_DIR = "BACKLINE_KNOWLEDGE_DIR"
 
 LEVELS: Tuple[str, ...] = ("info", "routine", "urgent", "emergency")

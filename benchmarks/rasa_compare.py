@@ -17,7 +17,7 @@ outside the repository (large: TensorFlow), e.g.
 What it does, all in a temporary folder (the repository is only read):
 1. Snapshots config.yml, domain.yml, data/, actions/ (other people edit the tree meanwhile),
    so both engines see byte-identical data. Rasa's copy drops config.yml's `backline:` section
-   and data/knowledge/ (Backline-only YAML that is not Rasa training data).
+   and knowledge/ (Backline-only YAML that is not Rasa training data).
 2. Splits the NLU examples with Backline's own stratified 5-fold split (bot/evaluate.py
    `stratified_folds`, the config seed); fold --fold is the test set, the other four train.
    The train split is written as Rasa NLU YAML (same annotations, synonyms, lookups, regexes).
@@ -170,6 +170,7 @@ def snapshot(work: Path, response_selector: int = 0) -> tuple[Path, Path, list[s
     for name in ("config.yml", "domain.yml", "credentials.yml"):
         shutil.copy2(ROOT / name, bl / name)
     shutil.copytree(ROOT / "data", bl / "data")
+    shutil.copytree(ROOT / "knowledge", bl / "knowledge")
     shutil.copytree(ROOT / "actions", bl / "actions", ignore=shutil.ignore_patterns("__pycache__"))
     (bl / "endpoints.yml").write_text("tracker_store:\n  type: in_memory\n")
 
@@ -189,7 +190,7 @@ def snapshot(work: Path, response_selector: int = 0) -> tuple[Path, Path, list[s
     shutil.copy2(ROOT / "domain.yml", rs / "domain.yml")
     for f in sorted((bl / "data").glob("*.yml")):
         shutil.copy2(f, rs / "data" / f.name)
-    notes.append("data/knowledge/ is not given to Rasa (Backline's clinical knowledge YAML, read by actions/)")
+    notes.append("knowledge/ is not given to Rasa (Backline's clinical knowledge YAML, read by actions/)")
     return bl, rs, notes
 
 

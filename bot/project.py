@@ -57,7 +57,7 @@ class Project:
 
     @property
     def knowledge_dir(self) -> Path:
-        return self.root / "data" / "knowledge"
+        return self.root / "knowledge"
 
     @property
     def models_dir(self) -> Path:
@@ -81,7 +81,7 @@ def _data_files(root: Path) -> list[Path]:
     data = root / "data"
     if not data.is_dir():
         raise ProjectError(data, None, "folder not found: a project needs data/ with nlu.yml, rules.yml, stories.yml")
-    return sorted(p for p in data.rglob("*.yml") if "knowledge" not in p.relative_to(data).parts)
+    return sorted(data.rglob("*.yml"))  # real Rasa trains on every file here: training data only
 
 
 def load_project(root: Path | str = ".") -> Project:

@@ -14,11 +14,12 @@ PROJECT_FILES = ("config.yml", "domain.yml", "endpoints.yml", "credentials.yml")
 
 
 def copy_project(target: Path, *, with_models: bool = True) -> Path:
-    """Copy config, domain, data/, actions/ (and trained models) into `target`."""
+    """Copy config, domain, data/, knowledge/, actions/ (and trained models) into `target`."""
     target.mkdir(parents=True, exist_ok=True)
     for name in PROJECT_FILES:
         shutil.copy(ROOT / name, target / name)
     shutil.copytree(ROOT / "data", target / "data")
+    shutil.copytree(ROOT / "knowledge", target / "knowledge")
     shutil.copytree(ROOT / "actions", target / "actions", ignore=shutil.ignore_patterns("__pycache__"))
     if with_models and (ROOT / "models").is_dir():
         shutil.copytree(ROOT / "models", target / "models", ignore=shutil.ignore_patterns(".*"))

@@ -150,7 +150,7 @@ def store_config(store_kind: str, request: pytest.FixtureRequest, tmp_path: Any)
 # -- real `bot run` processes (multi-worker and crash tests) ---------------------------------
 
 ROOT = Path(__file__).resolve().parent.parent
-PROJECT_FILES = ("config.yml", "domain.yml", "credentials.yml", "data", "actions")
+PROJECT_FILES = ("config.yml", "domain.yml", "credentials.yml", "data", "knowledge", "actions")
 
 
 @pytest.fixture(scope="session")

@@ -463,7 +463,7 @@ def test_action_texts_pass_the_output_guard(executor, domain) -> None:
     try:
         from bot.safety.guard import OutputGuard
 
-        guard = OutputGuard.load(ROOT / "data" / "knowledge")
+        guard = OutputGuard.load(ROOT / "knowledge")
     except Exception as exc:  # the safety layer is built in parallel; its absence is not our failure
         pytest.skip(f"output guard not available: {exc}")
     knowledge = get_knowledge()

@@ -1,4 +1,4 @@
-"""The knowledge base in data/knowledge/: complete, sourced, in our own words, and guarded by
+"""The knowledge base in knowledge/: complete, sourced, in our own words, and guarded by
 a loader that rejects broken files with a message naming the file and the fix."""
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from actions.knowledge import (  # noqa: E402
 )
 from actions.parsing import parse_duration  # noqa: E402
 
-KNOWLEDGE_DIR = ROOT / "data" / "knowledge"
+KNOWLEDGE_DIR = ROOT / "knowledge"
 ARTICLE = Path("/work/shared/reference/paraspinal-article.txt")
 OUR_FILES = ("conditions.yml", "self_care.yml", "questions.yml", "sources.yml")
 

@@ -14,7 +14,7 @@ import yaml
 
 from bot.safety.redflags import RedFlagScreener
 
-KNOWLEDGE = Path(__file__).resolve().parent.parent / "data" / "knowledge"
+KNOWLEDGE = Path(__file__).resolve().parent.parent / "knowledge"
 SCREENER = RedFlagScreener.load(KNOWLEDGE)
 RULES = yaml.safe_load((KNOWLEDGE / "negation.yml").read_text(encoding="utf-8"))
 

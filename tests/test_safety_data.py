@@ -12,7 +12,7 @@ from bot.safety import SafetyDataError
 from bot.safety.guard import OutputGuard
 from bot.safety.redflags import RedFlagScreener
 
-KNOWLEDGE = Path(__file__).resolve().parent.parent / "data" / "knowledge"
+KNOWLEDGE = Path(__file__).resolve().parent.parent / "knowledge"
 FILES = ("red_flags.yml", "negation.yml", "guard.yml")
 
 

@@ -9,7 +9,7 @@ import pytest
 from bot.safety.guard import OutputGuard
 
 ROOT = Path(__file__).resolve().parent.parent
-GUARD = OutputGuard.load(ROOT / "data" / "knowledge")
+GUARD = OutputGuard.load(ROOT / "knowledge")
 FLAGGED = [(cat, text) for cat, texts in GUARD.examples["flagged"].items() for text in texts]
 ALLOWED = list(GUARD.examples["allowed"])
 

@@ -17,7 +17,7 @@ from bot.safety import SafetyDataError
 from bot.safety.redflags import Finding, RedFlagScreener, ScreenResult
 
 ROOT = Path(__file__).resolve().parent.parent
-KNOWLEDGE = ROOT / "data" / "knowledge"
+KNOWLEDGE = ROOT / "knowledge"
 SCREENER = RedFlagScreener.load(KNOWLEDGE)
 DATA = yaml.safe_load((KNOWLEDGE / "red_flags.yml").read_text(encoding="utf-8"))
 VOCAB = DATA["vocab"]

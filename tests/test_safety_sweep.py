@@ -10,7 +10,7 @@ import yaml
 from bot.safety.guard import OutputGuard
 
 ROOT = Path(__file__).resolve().parent.parent
-GUARD = OutputGuard.load(ROOT / "data" / "knowledge")
+GUARD = OutputGuard.load(ROOT / "knowledge")
 DOMAIN = yaml.safe_load((ROOT / "domain.yml").read_text(encoding="utf-8"))
 
 
@@ -54,7 +54,7 @@ def _knowledge_texts() -> list[tuple[str, str]]:
         elif isinstance(node, str) and len(node.split()) >= 4:
             out.append((where, node))
 
-    for path in sorted((ROOT / "data" / "knowledge").glob("*.yml")):
+    for path in sorted((ROOT / "knowledge").glob("*.yml")):
         if path.name not in ("red_flags.yml", "negation.yml", "guard.yml"):   # rule data, not bot text
             walk(yaml.safe_load(path.read_text(encoding="utf-8")), path.name)
     return out

@@ -1,6 +1,6 @@
 """Safety layer: red-flag screening, triage levels, and the output guard (never diagnose, never dose).
 
-Rules and phrases live in data/knowledge/{red_flags,negation,guard}.yml; these modules
+Rules and phrases live in knowledge/{red_flags,negation,guard}.yml; these modules
 hold only the mechanisms. Bad data raises SafetyDataError naming file:line and the fix.
 """
 

@@ -1,7 +1,7 @@
 """Context around a matched phrase, NegEx / medspaCy ConText style: negated, uncertain,
 long past (historical), talked about rather than reported (hypothetical), or someone else's.
 
-The rules are data (`data/knowledge/negation.yml`); this module only applies them.
+The rules are data (`knowledge/negation.yml`); this module only applies them.
 Triggers are found in one left-to-right pass (a word-sequence lookup, plus one regex for
 the few triggers written with pattern syntax); overlapping triggers resolve to the longest,
 so the pseudo-trigger "not only" beats "not" and "not sure if" is uncertainty, not
