@@ -1,15 +1,15 @@
 """Validation and custom extraction for `symptom_form` (domain.yml).
 
 Rasa calls `validate_symptom_form` after each user turn while the form is active: first the
-`extract_<slot>` methods (free-text fallbacks and the yes/no/not-sure screening answers),
-then `validate_<slot>` for every slot just set. Screening "yes" or "not sure" adds the danger
-sign to `red_flags` and raises `triage_level`; the engine, seeing `red_flags` grow, sends the
-emergency or urgent message.
+`extract_<slot>` methods (free-text fallbacks), then `validate_<slot>` for every slot just set.
+The screening questions (`screen_*`) are answered by the safety layer (bot/safety), which reads
+every message first and is the only writer of those slots, `red_flags` and `triage_level`.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Optional, Text, Tuple
+import logging
+from typing import Any, Dict, Optional, Text, Tuple
 
 from rasa_sdk import Tracker
 from rasa_sdk.executor import CollectingDispatcher
@@ -23,11 +23,20 @@ from actions.parsing import (
     normalise_body_part,
     parse_duration,
     parse_severity,
-    read_answer,
 )
-from actions.triage import add_flag
 
 SlotDict = Dict[Text, Any]
+
+
+class _SafetySlotsFilter(logging.Filter):
+    """rasa-sdk warns that `screen_*` slots have no validate_ method: they need none, the safety
+    layer set them from the user's words before this action ran."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Skipping validation for `screen_" not in record.getMessage()
+
+
+logging.getLogger("rasa_sdk.forms").addFilter(_SafetySlotsFilter())
 
 # A short answer that clearly reads as a pain score, a duration, a body part or a yes/no
 # counts even when the NLU guessed an odd intent for it ("eight" as goodbye). Only these
@@ -55,53 +64,6 @@ def _latest(tracker: Tracker) -> Tuple[Optional[str], str]:
 def _asking(tracker: Tracker, slot: str) -> bool:
     """True when `slot` is the open question and still unanswered."""
     return tracker.get_slot("requested_slot") == slot and tracker.get_slot(slot) is None
-
-
-def _screen_extractor(slot: str) -> Callable[..., SlotDict]:
-    def extract(self: "ValidateSymptomForm", dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> SlotDict:
-        # An answered question (here, or by the safety screen from free text) is not asked again.
-        if not _asking(tracker, slot):
-            return {}
-        intent, text = _latest(tracker)
-        if intent in ANSWER_BLOCKING_INTENTS - {"skip"}:
-            return {}
-        answer = read_answer(intent, text, get_knowledge().answers)
-        return {} if answer is None else {slot: answer}
-
-    extract.__name__ = f"extract_{slot}"
-    extract.__doc__ = f"Yes / no / not sure for `{slot}`; not sure counts as yes."
-    return extract
-
-
-def _screen_validator(slot: str) -> Callable[..., SlotDict]:
-    def validate(self: "ValidateSymptomForm", value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> SlotDict:
-        if value is None:
-            return {slot: None}
-        present = value is True or (isinstance(value, str) and value.strip().lower() in ("true", "yes", "1"))
-        if not present:
-            return {slot: False}
-        knowledge = get_knowledge()
-        flag = knowledge.questions[slot].flag
-        return {slot: True, **_raise_flag(tracker, flag)}
-
-    validate.__name__ = f"validate_{slot}"
-    validate.__doc__ = f"A present `{slot}` adds its danger sign and raises the triage level."
-    return validate
-
-
-def _raise_flag(tracker: Tracker, flag: Optional[str]) -> SlotDict:
-    """SlotSets for `red_flags`/`triage_level` after `flag`, only those that change."""
-    if not flag:
-        return {}
-    old_flags = list(tracker.get_slot("red_flags") or [])
-    old_level = tracker.get_slot("triage_level") or "info"
-    flags, level = add_flag(get_knowledge(), old_flags, old_level, flag)
-    out: SlotDict = {}
-    if flags != old_flags:
-        out["red_flags"] = flags
-    if level != old_level:
-        out["triage_level"] = level
-    return out
 
 
 class ValidateSymptomForm(FormValidationAction):
@@ -176,37 +138,10 @@ class ValidateSymptomForm(FormValidationAction):
         if score is None or not low <= score <= high:
             dispatcher.utter_message(text=question.extra.get("reask") or f"Please give a number from {low} to {high}.")
             return {"severity": None}
-        slots: SlotDict = {"severity": format_score(score)}
-        threshold = question.extra.get("flag_at_or_above")
-        if threshold is not None and score >= threshold:
-            slots.update(_raise_flag(tracker, question.flag))
-        return slots
+        return {"severity": format_score(score)}
 
     def validate_trigger(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> SlotDict:
         if isinstance(value, list):
             value = ", ".join(str(v) for v in value)
         text = str(value or "").strip()[:MAX_TEXT]
         return {"trigger": text or None}
-
-    # ----------------------------------------------------------------- screening questions
-
-    extract_screen_bladder_bowel = _screen_extractor("screen_bladder_bowel")
-    extract_screen_saddle_numbness = _screen_extractor("screen_saddle_numbness")
-    extract_screen_leg = _screen_extractor("screen_leg")
-    extract_screen_leg_numbness = _screen_extractor("screen_leg_numbness")
-    extract_screen_fever = _screen_extractor("screen_fever")
-    extract_screen_injury = _screen_extractor("screen_injury")
-    extract_screen_cancer = _screen_extractor("screen_cancer")
-    extract_screen_weight_loss = _screen_extractor("screen_weight_loss")
-    extract_screen_night_pain = _screen_extractor("screen_night_pain")
-
-    validate_screen_bladder_bowel = _screen_validator("screen_bladder_bowel")
-    validate_screen_saddle_numbness = _screen_validator("screen_saddle_numbness")
-    validate_screen_leg = _screen_validator("screen_leg")
-    validate_screen_leg_numbness = _screen_validator("screen_leg_numbness")
-    validate_screen_fever = _screen_validator("screen_fever")
-    validate_screen_injury = _screen_validator("screen_injury")
-    validate_screen_cancer = _screen_validator("screen_cancer")
-    validate_screen_weight_loss = _screen_validator("screen_weight_loss")
-    validate_screen_night_pain = _screen_validator("screen_night_pain")
-

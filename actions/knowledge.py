@@ -1,5 +1,5 @@
 """Loads and validates the clinical knowledge base in knowledge/ (conditions, self-care,
-questions, sources), plus the danger-sign levels from the safety layer's red_flags.yml."""
+questions, sources). Danger signs and their levels belong to the safety layer (bot/safety)."""
 
 from __future__ import annotations
 
@@ -88,8 +88,6 @@ class Question:
     slot: str
     label: str
     why: str
-    flag: Optional[str] = None
-    level: Optional[str] = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -128,15 +126,9 @@ class Knowledge:
     safety_net: str
     questions: Dict[str, Question]
     general_why: str
-    answers: Dict[str, Tuple[str, ...]]
-    flag_levels: Dict[str, str]
 
     def screen_slots(self) -> List[str]:
         return [slot for slot, q in self.questions.items() if slot.startswith("screen_")]
-
-    def level_of(self, flag: str) -> str:
-        """Level a danger sign sets; unknown flags count as urgent, to be safe."""
-        return self.flag_levels.get(flag, "urgent")
 
     def citation(self, source_id: str) -> str:
         return self.sources[source_id].citation
@@ -389,19 +381,11 @@ def _load_questions(path: Path) -> Dict[str, Any]:
         what = f"question `{slot}`"
         if not isinstance(entry, dict):
             raise check.fail(raw, f"{what} must be a mapping", "give it `label:` and `why:`")
-        flag = entry.get("flag")
-        level = entry.get("level")
-        if slot.startswith("screen_") and not flag:
-            raise check.fail(entry, f"{what} has no `flag`", "name the red-flag id a 'yes' raises (red_flags.yml)")
-        if flag is not None and level not in LEVELS:
-            raise check.fail(entry, f"{what}: `level` must be one of {', '.join(LEVELS)}", "copy the flag's level from CONTENT.md")
-        extra = {k: v for k, v in entry.items() if k not in ("label", "why", "flag", "level")}
+        extra = {k: v for k, v in entry.items() if k not in ("label", "why")}
         questions[slot] = Question(
             slot=slot,
             label=check.text(entry, "label", what),
             why=check.text(entry, "why", what),
-            flag=str(flag) if flag else None,
-            level=str(level) if level else None,
             extra=extra,
         )
     for slot in FORM_INFO_SLOTS:
@@ -415,45 +399,10 @@ def _load_questions(path: Path) -> Dict[str, Any]:
         table = body.get(key)
         if not isinstance(table, dict) or not all(isinstance(v, list) for v in table.values()):
             raise check.fail(raw["body_part"], f"`body_part.{key}` must map a value to a list of words", f"write `{key}: {{lower back: [low back, lumbar]}}`")
-    answers_raw = check.mapping(data, "answers", "questions.yml")
-    answers = {kind: check.words(answers_raw, kind, "`answers`", required=True) for kind in ("affirm", "deny", "unsure")}
     return {
         "questions": questions,
         "general_why": check.text(data, "general_why", "questions.yml"),
-        "answers": answers,
     }
-
-
-def read_red_flag_levels(path: Path) -> Dict[str, str]:
-    """Levels per danger-sign id from the safety layer's red_flags.yml.
-
-    That file belongs to another module and its exact shape may change, so this reads it
-    defensively: a list of entries with `id` and `level`, either at the top level, under
-    `red_flags:`/`flags:`, or as a mapping id -> {level: ...}. Anything unreadable is skipped.
-    """
-    if not path.is_file():
-        return {}
-    try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except (yaml.YAMLError, OSError, UnicodeDecodeError) as exc:
-        logger.warning("%s unreadable (%s); using the levels in questions.yml", path, type(exc).__name__)
-        return {}
-    if isinstance(data, dict):
-        for key in ("red_flags", "flags"):
-            if key in data:
-                data = data[key]
-                break
-    entries: List[Tuple[Any, Any]] = []
-    if isinstance(data, list):
-        entries = [(e.get("id"), e) for e in data if isinstance(e, dict)]
-    elif isinstance(data, dict):
-        entries = [(k, v) for k, v in data.items() if isinstance(v, dict)]
-    levels: Dict[str, str] = {}
-    for flag_id, entry in entries:
-        level = entry.get("level")
-        if isinstance(flag_id, str) and level in LEVELS:
-            levels[flag_id] = level
-    return levels
 
 
 # --------------------------------------------------------------------------- entry points
@@ -466,20 +415,12 @@ def load_knowledge(directory: Optional[Path] = None) -> Knowledge:
     care = _load_self_care(directory / "self_care.yml", sources, sections)
     conditions, matching, fallback = _load_conditions(directory / "conditions.yml", sources, sections, care["self_care"])
     q = _load_questions(directory / "questions.yml")
-
-    # Questions carry a fallback level; the safety layer's red_flags.yml wins when present.
-    flag_levels: Dict[str, str] = {
-        question.flag: question.level for question in q["questions"].values() if question.flag and question.level
-    }
-    flag_levels.update(read_red_flag_levels(directory / "red_flags.yml"))
-
     return Knowledge(
         sources=sources,
         sections=sections,
         conditions=conditions,
         matching=matching,
         fallback=fallback,
-        flag_levels=flag_levels,
         **care,
         **q,
     )
@@ -489,6 +430,14 @@ def load_knowledge(directory: Optional[Path] = None) -> Knowledge:
 def get_knowledge() -> Knowledge:
     """The knowledge base for the running actions, loaded once per process."""
     return load_knowledge()
+
+
+@lru_cache(maxsize=1)
+def safety_layer() -> Any:
+    """The safety layer (danger signs, levels, screening answers), from the same folder."""
+    from bot.safety.decide import SafetyLayer
+
+    return SafetyLayer.load(Path(os.environ.get(ENV_DIR) or DEFAULT_DIR))
 
 
 if __name__ == "__main__":  # `python -m actions.knowledge`: check the files after an edit

@@ -9,12 +9,11 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
-from actions.knowledge import Knowledge, get_knowledge
+from actions.knowledge import Knowledge, get_knowledge, safety_layer
 from actions.parsing import NOT_GIVEN
 from actions.triage import (
     Report,
     conditions_text,
-    raise_level,
     referral_text,
     related_conditions,
     self_care_for,
@@ -61,12 +60,10 @@ def _reported_symptom(report: Report, tracker: Tracker) -> bool:
     return any(v and v != NOT_GIVEN for v in given) or bool(report.symptoms or tracker.get_slot("conditions"))
 
 
-def _level(knowledge: Knowledge, tracker: Tracker, floor: str = "info") -> str:
-    """Current triage level, never below what the red flags or `floor` require."""
-    level = raise_level(tracker.get_slot("triage_level"), floor)
-    for flag in tracker.get_slot("red_flags") or []:
-        level = raise_level(level, knowledge.level_of(flag))
-    return level
+def _level(tracker: Tracker) -> str:
+    """The triage level the safety layer decided (bot/safety is its only writer)."""
+    level = tracker.get_slot("triage_level")
+    return level if level in ("info", "routine", "urgent", "emergency") else "info"
 
 
 class ActionTriageResult(Action):
@@ -78,8 +75,10 @@ class ActionTriageResult(Action):
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]) -> List[EventType]:
         knowledge = get_knowledge()
         report = _report(tracker)
-        # A symptom was reported, so the result is at least routine (DESIGN.md section 2).
-        level = _level(knowledge, tracker, floor="routine")
+        # The safety layer raised the level to routine when the symptom was reported.
+        level = _level(tracker)
+        if level == "info":
+            level = "routine"          # wording only: a result always follows a reported symptom
         condition_ids = related_conditions(knowledge, report)
         referral = referral_text(knowledge, level, report.duration_weeks())
 
@@ -100,7 +99,7 @@ class ActionTriageResult(Action):
             dispatcher.utter_message(text=referral)
         dispatcher.utter_message(text=knowledge.safety_net)
         dispatcher.utter_message(response="utter_offer_summary")
-        return [SlotSet("conditions", condition_ids), SlotSet("triage_level", level)]
+        return [SlotSet("conditions", condition_ids)]
 
 
 class ActionSelfCare(Action):
@@ -112,7 +111,9 @@ class ActionSelfCare(Action):
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]) -> List[EventType]:
         knowledge = get_knowledge()
         condition_ids = [c for c in tracker.get_slot("conditions") or [] if c in knowledge.conditions]
-        level = _level(knowledge, tracker, floor="routine" if _reported_symptom(_report(tracker), tracker) else "info")
+        level = _level(tracker)
+        if level == "info" and _reported_symptom(_report(tracker), tracker):
+            level = "routine"
         if condition_ids:
             names = ", ".join(knowledge.conditions[c].name for c in condition_ids)
             intro = f"Self-care ideas the article describes for problems like {names}:"
@@ -152,12 +153,15 @@ def _own_words(tracker: Tracker) -> List[str]:
 def build_summary(knowledge: Knowledge, tracker: Tracker) -> Dict[str, Any]:
     report = _report(tracker)
     screening: Dict[str, Dict[str, Optional[str]]] = {}
+    safety = safety_layer()
     for slot in knowledge.screen_slots():
         value = tracker.get_slot(slot)
         answer = "not asked" if value is None else ("present or unsure" if value else "absent")
         question = knowledge.questions[slot]
-        screening[slot] = {"question": question.label, "flag": question.flag, "answer": answer}
-    level = _level(knowledge, tracker, floor="routine" if _reported_symptom(report, tracker) else "info")
+        screening[slot] = {"question": question.label, "flag": safety.screen_slots.get(slot), "answer": answer}
+    level = _level(tracker)
+    if level == "info" and _reported_symptom(report, tracker):
+        level = "routine"
     return {
         "date": datetime.now(timezone.utc).date().isoformat(),
         "reported": {

@@ -29,25 +29,6 @@ _TEXT_DURATION = re.compile(
 )
 
 
-# --------------------------------------------------------------------------- levels
-
-
-def raise_level(current: Optional[str], new: Optional[str]) -> str:
-    """The higher of two triage levels; a level never drops (DESIGN.md section 2)."""
-    rank = {level: i for i, level in enumerate(LEVELS)}
-    cur = current if current in rank else "info"
-    nxt = new if new in rank else "info"
-    return cur if rank[cur] >= rank[nxt] else nxt
-
-
-def add_flag(knowledge: Knowledge, flags: Optional[Sequence[str]], level: Optional[str], flag: str) -> Tuple[List[str], str]:
-    """Red-flag list and triage level after `flag` was found."""
-    new_flags = list(flags or [])
-    if flag not in new_flags:
-        new_flags.append(flag)
-    return new_flags, raise_level(level, knowledge.level_of(flag))
-
-
 # --------------------------------------------------------------------------- lemmas
 
 

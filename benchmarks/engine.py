@@ -75,7 +75,7 @@ def main() -> None:
         t = time.perf_counter()
         agent.nlu.parse(text)
         parse_times.append((time.perf_counter() - t) * 1000)
-    screener = agent.processor.screener
+    screener = agent.processor.safety.screener
     long_message = ("I lifted a heavy box at work yesterday and now my lower back really hurts when I bend "
                     "over, no fever but my legs feel a bit odd")
     screen_times = []

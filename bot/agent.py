@@ -14,8 +14,9 @@ from bot.dialogue.tracker import Tracker
 from bot.model import load_or_train
 from bot.processor import Processor, UserMessage
 from bot.project import Project, load_project
+from bot.safety.decide import SafetyLayer
+from bot.safety.detector import DangerDetector
 from bot.safety.guard import OutputGuard
-from bot.safety.redflags import RedFlagScreener
 
 __all__ = ["Agent", "UserMessage"]
 log = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ class Agent:
             nlu=nlu,
             policies=build_policies(project.policies, project.rules, project.stories),
             runner=runner,
-            screener=RedFlagScreener.load(project.knowledge_dir),
+            safety=SafetyLayer.load(project.knowledge_dir, DangerDetector.load(model_path)),
             guard=OutputGuard.load(project.knowledge_dir),
             settings=settings,
         )

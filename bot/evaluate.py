@@ -212,27 +212,30 @@ def _typo(text: str, is_word=lambda w: True) -> str:
 
 
 def safety_cases(screener: Any, full: bool, is_word=lambda w: True) -> list[tuple[str, str, bool]]:
-    """(flag, text, expected present) for every example phrasing x context x typo."""
+    """(sign, text, expected present) for every example of danger_signs.yml x context x typo.
+
+    These come from the rules' own examples, so they show the rules do what they say; only the
+    blind set (tests/blind/) shows how they do on words nobody on the team wrote."""
     cases: list[tuple[str, str, bool]] = []
-    for flag in screener.flags:
-        examples = screener.examples(flag)
-        for kind in ("present", "uncertain"):
-            for text in examples.get(kind, []):
-                variants = [text, FILLER_BEFORE + text + FILLER_AFTER]
-                if full:
-                    variants += [text.upper(), _typo(text, is_word), f"{FILLER_BEFORE}{_typo(text, is_word)}"]
-                cases += [(flag, v, True) for v in variants]
-        for kind in ("negated", "absent"):
-            for text in examples.get(kind, []):
-                variants = [text, FILLER_BEFORE + text] if full else [text]
-                cases += [(flag, v, False) for v in variants]
+    for sign in screener.signs.values():
+        for text in sign.examples.get("present", ()):
+            # the filler is the writer's own back: a caregiver's example inside it would change
+            # whose triage it is, so those keep their own words only
+            own = screener.screen(text).patient == "self"
+            variants = [text, FILLER_BEFORE + text + FILLER_AFTER] if own else [text]
+            if full:
+                variants += [text.upper(), _typo(text, is_word)] + ([f"{FILLER_BEFORE}{_typo(text, is_word)}"] if own else [])
+            cases += [(sign.id, v, True) for v in variants]
+        for text in sign.examples.get("absent", ()):
+            variants = [text, FILLER_BEFORE + text] if full else [text]
+            cases += [(sign.id, v, False) for v in variants]
     return cases
 
 
 def evaluate_safety(project: Project, agent: Any, full: bool) -> dict[str, Any]:
     from bot.testing import load_test_stories, run_story
 
-    screener = agent.processor.screener
+    screener = agent.processor.safety.screener
     guard = agent.processor.guard
     missed, false_alarms = [], []
     positives = negatives = 0

@@ -12,6 +12,8 @@ from typing import Any
 
 from bot.nlu.pipeline import NLUModel, NLUSettings, train_nlp
 from bot.project import Project
+from bot.safety.detector import DangerDetector
+from bot.safety.screen import Screener
 from bot.yamlio import ProjectError
 
 KEEP_MODELS = 3
@@ -66,6 +68,7 @@ def train(project: Project, *, progress: bool = True, out_dir: Path | None = Non
         nlp = train_nlp(project.nlu, settings, update)
     finally:
         close()
+    detector = train_detector(project)
     seconds = time.perf_counter() - start
     models = out_dir or project.models_dir
     models.mkdir(parents=True, exist_ok=True)
@@ -75,6 +78,7 @@ def train(project: Project, *, progress: bool = True, out_dir: Path | None = Non
     shutil.rmtree(tmp, ignore_errors=True)
     model = NLUModel(nlp, settings)
     model.save(tmp)
+    detector.save(tmp)
     meta = {"fingerprint": fingerprint, "trained_at": time.time(), "train_seconds": round(seconds, 3),
             "intents": model.intents, "labels": model.labels, "examples": len(project.nlu.examples)}
     (tmp / "fingerprint.json").write_text(json.dumps(meta, indent=2))
@@ -82,6 +86,18 @@ def train(project: Project, *, progress: bool = True, out_dir: Path | None = Non
     tmp.rename(target)  # atomic: a half-written model is never picked up
     _prune(models)
     return target, seconds
+
+
+def train_detector(project: Project) -> DangerDetector:
+    """The safety layer's learned backstop, on the rules' examples and the NLU training texts."""
+    from bot.safety.data import load_yaml
+    from bot.safety.detector import TRAINING_FILE
+
+    screener = Screener.load(project.knowledge_dir)
+    path = project.knowledge_dir / TRAINING_FILE
+    training = load_yaml(path) if path.is_file() else None
+    return DangerDetector.train(screener, [ex.text for ex in project.nlu.examples], training=training,
+                                seed=int(project.settings.get("seed", 42)))
 
 
 def _prune(models: Path) -> None:

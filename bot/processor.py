@@ -16,11 +16,14 @@ from bot.dialogue.policies import Prediction
 from bot.dialogue.slots import extract_slots
 from bot.dialogue.tracker import ACTION_LISTEN, Tracker
 from bot.nlu.pipeline import clean_text
-from bot.safety.triage import raise_level
+from bot.safety.decide import Decision, SafetyLayer
 
 log = logging.getLogger(__name__)
 MAX_ACTIONS_PER_TURN = 10
 RESTART_PAYLOADS = {"/restart"}
+SAFETY_ACTION = "action_safety_alert"
+ANSWER_BUTTONS = [{"title": "Yes", "payload": "/affirm"}, {"title": "No", "payload": "/deny"},
+                  {"title": "Not sure", "payload": "/skip"}]
 SESSION_START_PAYLOAD = "/session_start"
 MESSAGE_KEYS = ("text", "buttons", "image", "custom", "attachment", "elements")
 
@@ -35,13 +38,13 @@ class UserMessage:
 
 
 class Processor:
-    def __init__(self, domain: Domain, nlu: Any, policies: list[Any], runner: Any, screener: Any, guard: Any,
+    def __init__(self, domain: Domain, nlu: Any, policies: list[Any], runner: Any, safety: SafetyLayer, guard: Any,
                  settings: dict[str, Any]) -> None:
         self.domain = domain
         self.nlu = nlu
         self.policies = policies
         self.runner = runner
-        self.screener = screener
+        self.safety = safety
         self.guard = guard
         self.settings = settings
         self.custom_actions: set[str] = set(getattr(runner, "names", None) or domain.actions)
@@ -65,7 +68,13 @@ class Processor:
         parse_data = self.nlu.parse(text, message.message_id)
         tracker.add(ev.user_uttered(text, parse_data, input_channel=message.input_channel,
                                     message_id=message.message_id, metadata=message.metadata))
-        if await self._safety(tracker, text, out) == "stop":
+        decision = await self._safety(tracker, text, out)
+        if decision.stop or decision.answered:
+            if not decision.stop:
+                if decision.question is not None:     # the answer raised another question
+                    self._ask_safety(tracker, decision, out)
+                else:
+                    self._resume(tracker, decision, out)
             tracker.add(ev.action_executed(ACTION_LISTEN))
             return out
         self._fill_slots(tracker)
@@ -73,10 +82,20 @@ class Processor:
             action = self._predict(tracker)
             if action.action == ACTION_LISTEN:
                 break
+            if decision.question is not None and action.action in self.domain.forms:
+                # the safety question goes first; the form's own question waits for its answer
+                await self._run_form(tracker, action.action, out, ask=False)
+                break
             if await self._run(tracker, action.action, out, action) == "stop":
                 break
+        if decision.question is not None:
+            self._ask_safety(tracker, decision, out)
         tracker.add(ev.action_executed(ACTION_LISTEN))
         return out
+
+    def _ask_safety(self, tracker: Tracker, decision: Decision, out: list[dict[str, Any]]) -> None:
+        text = self.domain_fill(tracker, decision.question.text)
+        self._send(tracker, {"text": text, "buttons": ANSWER_BUTTONS}, out)
 
     async def start(self, tracker: Tracker) -> list[dict[str, Any]]:
         """Open a conversation (disclaimer) without a user message, unless one is running."""
@@ -114,53 +133,31 @@ class Processor:
             if name in self.domain.slots and tracker.slots.get(name) != self.settings.get(name):
                 tracker.add(ev.slot_set(name, self.settings.get(name)))
 
-    async def _safety(self, tracker: Tracker, text: str, out: list[dict[str, Any]]) -> str | None:
-        """Screen every message for danger signs before any other dialogue logic."""
-        result = self.screener.screen(text)
-        present = list(result.present)
-        flags = list(tracker.slots.get("red_flags") or [])
-        new_flags = [f for f in present if f not in flags]
-        if new_flags:
-            tracker.add(ev.slot_set("red_flags", flags + new_flags))
-        level = tracker.slots.get("triage_level")
-        for flag in present:
-            level = raise_level(level, self.screener.level_of(flag))
-        if level != tracker.slots.get("triage_level"):
-            tracker.add(ev.slot_set("triage_level", level))
-        for flags_, value in ((present, True), (result.negated, False)):
-            for flag in flags_:
-                slot = self.screener.screen_slot(flag)
-                if slot and slot in self.domain.slots and tracker.slots.get(slot) is None:
-                    tracker.add(ev.slot_set(slot, value))
-        return await self._alert_if_needed(tracker, out)
+    async def _safety(self, tracker: Tracker, text: str, out: list[dict[str, Any]]) -> Decision:
+        """Screen every message for danger signs before any other dialogue logic (bot/safety
+        decides; this only applies the decision and sends its alerts). The safety question, if
+        any, is sent at the end of the turn."""
+        decision = self.safety.decide(tracker.slots, text, tracker.latest_intent, tracker.active_loop)
+        if decision.alerts or decision.question or decision.answered:
+            tracker.add(ev.action_executed(SAFETY_ACTION, "SafetyScreen"))
+        for event in decision.events:
+            tracker.add({**event, "timestamp": time.time()})
+        for alert in decision.alerts:
+            self._utter(tracker, alert.response, out, alert.values)
+        return decision
 
-    async def _alert_if_needed(self, tracker: Tracker, out: list[dict[str, Any]]) -> str | None:
-        """Run the safety alert for red flags not yet announced; 'stop' ends the turn."""
-        alerted = list(tracker.slots.get("alerted_flags") or [])
-        new = [f for f in tracker.slots.get("red_flags") or [] if f not in alerted]
-        if not new:
-            return None
-        tracker.add(ev.action_executed("action_safety_alert", "SafetyScreen"))
-        levels = {self.screener.level_of(f) for f in new if f != "self_harm"}
-        if "self_harm" in new:
-            self._utter(tracker, "utter_crisis", out)
-        if "emergency" in levels:
-            self._utter(tracker, "utter_emergency", out)
-        elif "urgent" in levels:
-            self._utter(tracker, "utter_urgent", out)
-        tracker.add(ev.slot_set("alerted_flags", alerted + new))
-        if "emergency" in levels or "self_harm" in new:
-            if tracker.active_loop:
-                tracker.add(ev.active_loop(None))
-                tracker.add(ev.slot_set("requested_slot", None))
-            return "stop"
-        return None
+    def _resume(self, tracker: Tracker, decision: Decision, out: list[dict[str, Any]]) -> None:
+        """After an answer to a safety question: thank, then repeat the open form question."""
+        if not decision.alerts:
+            self._utter(tracker, "utter_safety_thanks", out)
+        slot = tracker.slots.get("requested_slot")
+        if tracker.active_loop and slot:
+            self._ask(tracker, tracker.active_loop, slot, out)
 
     def _fill_slots(self, tracker: Tracker) -> None:
         for name, value in extract_slots(self.domain, tracker).items():
-            tracker.add(ev.slot_set(name, value))
-        if tracker.latest_intent == "report_symptom" and tracker.slots.get("triage_level") in (None, "info"):
-            tracker.add(ev.slot_set("triage_level", "routine"))
+            if not self.safety.owns(name):
+                tracker.add(ev.slot_set(name, value))
 
     def _predict(self, tracker: Tracker) -> Prediction:
         """Followup, then the active loop (Rasa's happy path), then rules/stories, else listen."""
@@ -231,8 +228,9 @@ class Processor:
             tracker.add(ev.action_executed(name, policy))
             self._utter(tracker, "utter_default", out)
             return None
-        if name == "action_safety_alert":
-            return await self._alert_if_needed(tracker, out)
+        if name == SAFETY_ACTION:
+            tracker.add(ev.action_executed(name, policy))
+            return None
         if name == "action_session_start":
             await self._start_session(tracker, out)
             return None
@@ -248,7 +246,7 @@ class Processor:
             self._utter(tracker, "utter_action_failed", out)
             return "stop"
         self._apply_result(tracker, result, out)
-        return await self._alert_if_needed(tracker, out)
+        return None
 
     def _response_name(self, tracker: Tracker, action: str) -> str:
         """`utter_faq` -> `utter_faq/<topic>` chosen by the response selector."""
@@ -271,14 +269,19 @@ class Processor:
         for response in result.responses:
             self._emit_response(tracker, response, out)
         for event in result.events:
-            if event.get("event") == "slot" and event.get("name") == "triage_level":
-                event = {**event, "value": raise_level(tracker.slots.get("triage_level"), event.get("value"))}
+            if event.get("event") == "slot" and self.safety.owns(event.get("name")):
+                # bot/safety is the only writer of the triage level, danger signs and screening answers
+                if event.get("value") != tracker.slots.get(event.get("name")):
+                    log.warning("action tried to set safety slot %s; ignored", event.get("name"))
+                continue
             if event.get("timestamp") is None:  # rasa-sdk events carry null timestamps
                 event = {**event, "timestamp": time.time()}
             tracker.add(event)
 
-    async def _run_form(self, tracker: Tracker, form_name: str, out: list[dict[str, Any]]) -> str | None:
-        """A form (Rasa's FormAction): validate what the user gave, then ask the next empty slot."""
+    async def _run_form(self, tracker: Tracker, form_name: str, out: list[dict[str, Any]], ask: bool = True
+                        ) -> str | None:
+        """A form (Rasa's FormAction): validate what the user gave, then ask the next empty slot
+        (`ask=False`: only set it as the requested slot; a safety question goes first)."""
         form = self.domain.forms[form_name]
         activating = tracker.active_loop != form_name
         validate = f"validate_{form_name}"
@@ -287,7 +290,8 @@ class Processor:
             candidates = {k: v for k, v in tracker.slots_set_since_user().items() if k in form.required_slots}
             result = ActionResult()
             if validate in self.custom_actions and (tracker.active_loop == form_name or candidates):
-                extra = [ev.slot_set(k, v) for k, v in candidates.items()]
+                # screening answers come from the safety layer: nothing for the form to validate
+                extra = [ev.slot_set(k, v) for k, v in candidates.items() if not self.safety.owns(k)]
                 try:
                     result = await self._call_custom(tracker, validate, extra)
                 except (ActionFailed, ActionRejected) as exc:
@@ -305,21 +309,22 @@ class Processor:
                                        and e.get("name") == "requested_slot"), None)
             self._apply_result(tracker, ActionResult(
                 [e for e in result.events if e is not requested_override], result.responses), out)
-            if await self._alert_if_needed(tracker, out) == "stop":
-                return "stop"
             if requested_override is not None:
-                return self._ask(tracker, form_name, requested_override.get("value"), out)
+                return self._ask(tracker, form_name, requested_override.get("value"), out, ask)
         else:
             tracker.add(ev.action_executed(form_name))
         missing = next((s for s in form.required_slots if tracker.slots.get(s) is None), None)
-        return self._ask(tracker, form_name, missing, out)
+        return self._ask(tracker, form_name, missing, out, ask)
 
-    def _ask(self, tracker: Tracker, form_name: str, slot: str | None, out: list[dict[str, Any]]) -> None:
+    def _ask(self, tracker: Tracker, form_name: str, slot: str | None, out: list[dict[str, Any]],
+             utter: bool = True) -> None:
         if slot is None:
             tracker.add(ev.active_loop(None))
             tracker.add(ev.slot_set("requested_slot", None))
             return None
         tracker.add(ev.slot_set("requested_slot", slot))
+        if not utter:
+            return None
         self._utter(tracker, f"utter_ask_{form_name}_{slot}" if f"utter_ask_{form_name}_{slot}" in self.domain.responses
                     else f"utter_ask_{slot}", out)
         return None

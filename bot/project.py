@@ -72,6 +72,13 @@ class Project:
         for path in sorted(self.data_files):
             digest.update(path.name.encode())
             digest.update(path.read_bytes())
+        # the danger-sign backstop trains on the safety rules, labelled by the safety code
+        for source in sorted((Path(__file__).parent / "safety").glob("*.py")):
+            digest.update(source.read_bytes())
+        for name in ("concepts.yml", "context.yml", "danger_signs.yml", "danger_training.yml"):
+            path = self.knowledge_dir / name
+            if path.is_file():
+                digest.update(path.read_bytes())
         digest.update(repr(sorted(self.domain.intents)).encode())
         digest.update(repr(sorted(self.domain.entities)).encode())
         return digest.hexdigest()[:16]

@@ -205,7 +205,7 @@ def test_slots_count_too_trigger_and_duration(executor, domain) -> None:
 def test_nothing_matches_gives_general_article_causes_and_still_refers(executor, domain) -> None:
     result = run(executor, "action_triage_result", make_tracker(domain, ["my back hurts"]), domain)
     slots = slot_events(result)
-    assert slots == {"conditions": [], "triage_level": "routine"}  # info rises: a symptom was reported
+    assert slots == {"conditions": []}     # the level is the safety layer's; the wording is routine's
     body = "\n".join(texts_of(result))
     for cause in ("strain", "posture", "weak"):
         assert cause in body
@@ -218,14 +218,11 @@ def test_nothing_matches_gives_general_article_causes_and_still_refers(executor,
     [
         ({"triage_level": "urgent", "red_flags": ["fever"]}, "urgent", "today or within the next 24 hours"),
         ({"triage_level": "emergency", "red_flags": ["bladder_bowel"]}, "emergency", "call {emergency_number}"),
-        # Levels never drop, and a flag alone is enough to set the level.
-        ({"triage_level": "emergency", "red_flags": []}, "emergency", "call {emergency_number}"),
-        ({"triage_level": "routine", "red_flags": ["leg_weakness"]}, "emergency", "call {emergency_number}"),
     ],
 )
 def test_referral_follows_the_triage_level(executor, domain, slots, level, must_say) -> None:
     result = run(executor, "action_triage_result", make_tracker(domain, ["I pulled something lifting"], slots=slots), domain)
-    assert slot_events(result)["triage_level"] == level
+    assert "triage_level" not in slot_events(result), "only the safety layer writes the triage level"
     texts = texts_of(result)
     assert must_say in texts[0], "with a warning sign the referral comes first"
     assert SAFETY_NET in texts[-1]
@@ -286,12 +283,14 @@ def test_severity_without_entity_is_read_from_the_text(executor, domain) -> None
     assert slot_events(validate(executor, domain, "duration", "2 weeks", intent="out_of_scope"))["duration"] == "2 weeks"
 
 
-def test_very_severe_pain_is_a_warning_sign(executor, domain) -> None:
+def test_very_severe_pain_is_recorded_not_flagged_by_the_form(executor, domain) -> None:
+    # The safety layer reads "9/10" as severe_pain (tests/test_safety_decide.py); the form only
+    # keeps the score and never writes danger signs or the level.
     result = validate(executor, domain, "severity", "9/10", candidates={"severity": "9/10"},
                       slots={"triage_level": "routine"})
     slots = slot_events(result)
     assert slots["severity"] == "9"
-    assert slots["red_flags"] == ["severe_pain"] and slots["triage_level"] == "urgent"
+    assert "red_flags" not in slots and "triage_level" not in slots
 
 
 @pytest.mark.parametrize("answer", ["since yesterday", "3 weeks", "a few months", "2 yrs", "3", "on and off for years",
@@ -325,72 +324,18 @@ def test_trigger_from_free_text_but_not_from_a_question(executor, domain) -> Non
 # --------------------------------------------------------------------------- form: screening
 
 
-@pytest.mark.parametrize(
-    "intent, text, present",
-    [("affirm", "yes", True), ("deny", "no", False), ("skip", "not sure", True), ("skip", "don't know", True),
-     ("deny", "no idea", True),  # uncertainty in the words beats a misread intent
-     ("inform", "yes a little", True), ("inform", "nope", False), ("inform", "not really", False),
-     ("deny", "I don't think so", True), ("inform", "probably not", True)],  # hedges count as present
-)
-def test_screening_answers(executor, domain, intent, text, present) -> None:
-    result = validate(executor, domain, "screen_fever", text, intent=intent, slots={"triage_level": "routine"})
-    slots = slot_events(result)
-    assert slots["screen_fever"] is present
-    if present:
-        assert slots["red_flags"] == ["fever"] and slots["triage_level"] == "urgent"
-    else:
-        assert "red_flags" not in slots and "triage_level" not in slots
-
-
-@pytest.mark.parametrize(
-    "slot, flag, level",
-    [("screen_bladder_bowel", "bladder_bowel", "emergency"), ("screen_saddle_numbness", "saddle_numbness", "emergency"),
-     ("screen_leg", "leg_weakness", "emergency"), ("screen_leg_numbness", "leg_numbness", "urgent"),
-     ("screen_fever", "fever", "urgent"), ("screen_injury", "major_trauma", "emergency"),
-     ("screen_cancer", "cancer_history", "urgent"), ("screen_weight_loss", "weight_loss", "urgent"),
-     ("screen_night_pain", "night_pain", "urgent")],
-)
-def test_each_screening_question_raises_its_flag(executor, domain, slot, flag, level) -> None:
-    result = validate(executor, domain, slot, "yes", intent="affirm", slots={"red_flags": ["fever"], "triage_level": "urgent"})
-    slots = slot_events(result)
-    assert slots[slot] is True
-    assert slots.get("red_flags", ["fever"]) == (["fever"] if flag == "fever" else ["fever", flag])
-    assert slots.get("triage_level", "urgent") == level
-
-
-def test_level_never_drops(executor, domain) -> None:
-    result = validate(executor, domain, "screen_fever", "yes", intent="affirm",
-                      slots={"red_flags": ["bladder_bowel"], "triage_level": "emergency"})
-    slots = slot_events(result)
-    assert slots["red_flags"] == ["bladder_bowel", "fever"]
-    assert slots.get("triage_level", "emergency") == "emergency"
-    result = validate(executor, domain, "screen_fever", "no", intent="deny",
-                      slots={"red_flags": ["bladder_bowel"], "triage_level": "emergency"})
-    assert slot_events(result) == {"screen_fever": False}
-
-
-def test_answered_screening_question_is_left_alone(executor, domain) -> None:
-    # The safety screen already recorded "no fever" from free text: a later "yes" is for another question.
-    result = validate(executor, domain, "screen_cancer", "yes", intent="affirm", slots={"screen_fever": False})
-    slots = slot_events(result)
-    assert slots["screen_cancer"] is True and "screen_fever" not in slots
-
-
-def test_unclear_screening_answer_fills_nothing(executor, domain) -> None:
-    assert "screen_fever" not in slot_events(validate(executor, domain, "screen_fever", "my knee", intent="inform"))
-    assert "screen_fever" not in slot_events(validate(executor, domain, "screen_fever", "why?", intent="why_ask"))
-
-
-def test_every_screening_slot_of_the_form_is_handled(domain) -> None:
+def test_every_form_slot_is_handled(domain) -> None:
+    """Information slots have a validate_ method; screening slots belong to the safety layer."""
     from actions.form import ValidateSymptomForm
+    from actions.knowledge import safety_layer
 
     knowledge = get_knowledge()
     for slot in domain["forms"]["symptom_form"]["required_slots"]:
         assert slot in knowledge.questions, f"questions.yml has no entry for {slot}"
-        assert hasattr(ValidateSymptomForm, f"validate_{slot}")
         if slot.startswith("screen_"):
-            assert hasattr(ValidateSymptomForm, f"extract_{slot}")
-            assert knowledge.level_of(knowledge.questions[slot].flag) in ("urgent", "emergency")
+            assert safety_layer().owns(slot) and not hasattr(ValidateSymptomForm, f"validate_{slot}")
+        else:
+            assert hasattr(ValidateSymptomForm, f"validate_{slot}")
 
 
 # --------------------------------------------------------------------------- self-care, summary, why

@@ -45,9 +45,9 @@ def test_safety_sweep(project, agent):
 
 
 def test_safety_cases_cover_every_flag(agent):
-    screener = agent.processor.screener
+    screener = agent.processor.safety.screener
     flags = {flag for flag, _, expected in safety_cases(screener, full=True) if expected}
-    assert flags == set(screener.flags)
+    assert flags == set(screener.signs)
 
 
 def test_bot_test_nlu_writes_json_markdown_and_a_confusion_plot(tmp_path):

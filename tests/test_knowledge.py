@@ -21,7 +21,6 @@ from actions.knowledge import (  # noqa: E402
     LEVELS,
     KnowledgeError,
     load_knowledge,
-    read_red_flag_levels,
 )
 from actions.parsing import parse_duration  # noqa: E402
 
@@ -85,34 +84,19 @@ def test_medication_advice_has_no_dose_and_defers_to_a_pharmacist(knowledge) -> 
         assert not re.search(r"\b\d+\s*(mg|ml|g|tablets?|pills?)\b", text, re.I), text
 
 
-def test_screening_questions_map_to_content_flags(knowledge) -> None:
-    for slot, (flag, level) in SCREEN_FLAGS.items():
-        assert knowledge.questions[slot].flag == flag
-        assert knowledge.questions[slot].level == level
-        assert knowledge.level_of(flag) == level
+def test_screening_questions_map_to_content_flags() -> None:
+    """Each screening slot answers the danger sign CONTENT.md gives it, at that sign's level
+    (the safety layer, which owns both, reads them from danger_signs.yml)."""
+    from bot.safety.decide import SafetyLayer
+
+    safety = SafetyLayer.load(KNOWLEDGE_DIR)
+    assert {slot: (sign, safety.level_of(sign)) for slot, sign in safety.screen_slots.items()} == SCREEN_FLAGS
 
 
 def test_every_form_slot_has_a_why(knowledge) -> None:
     domain = yaml.safe_load((ROOT / "domain.yml").read_text(encoding="utf-8"))
     for slot in domain["forms"]["symptom_form"]["required_slots"]:
         assert len(knowledge.questions[slot].why) > 30, slot
-
-
-def test_red_flags_file_agrees_with_our_questions(knowledge) -> None:
-    """The safety layer's red_flags.yml and our questions.yml name the same flag per screening
-    slot, at the same level."""
-    path = KNOWLEDGE_DIR / "red_flags.yml"
-    levels = read_red_flag_levels(path)
-    if not levels:
-        pytest.skip("red_flags.yml (safety layer) missing or unreadable")
-    data = yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    flags = data.get("flags") or data.get("red_flags") or {}
-    screen_slot = {fid: spec.get("screen_slot") for fid, spec in flags.items()} if isinstance(flags, dict) else {}
-    for slot, (flag, level) in SCREEN_FLAGS.items():
-        assert levels[flag] == level, f"red_flags.yml gives {flag} level {levels[flag]}"
-        if screen_slot:
-            assert screen_slot.get(flag) == slot, f"red_flags.yml maps {flag} to {screen_slot.get(flag)}, questions.yml to {slot}"
-    assert knowledge.level_of("severe_pain") == levels.get("severe_pain", "urgent")
 
 
 def test_texts_never_diagnose(knowledge) -> None:
@@ -178,12 +162,10 @@ BROKEN = [
      ["self_care.yml:", "foam_roller", "`source`"]),
     ("self_care.yml", lambda s: s.replace("  urgent: \"Because", "  urgnt: \"Because", 1),
      ["self_care.yml:", "urgent"]),
-    ("questions.yml", lambda s: s.replace("    flag: fever\n", "", 1),
-     ["questions.yml:", "screen_fever", "`flag`"]),
-    ("questions.yml", lambda s: s.replace("    level: urgent\n", "    level: soon\n", 1),
-     ["questions.yml:", "level", "emergency"]),
-    ("questions.yml", lambda s: s.replace("  affirm: [", "  yes: [", 1),
-     ["questions.yml:", "affirm"]),
+    ("questions.yml", lambda s: s.replace('    label: "Fever or chills"\n', "", 1),
+     ["questions.yml:", "screen_fever", "`label`"]),
+    ("questions.yml", lambda s: s.replace("  duration:\n", "  how_long:\n", 1),
+     ["questions.yml:", "duration"]),
     ("sources.yml", lambda s: s.replace("  - id: vleeming_2014", "  - id: radiopaedia_paraspinal", 1),
      ["sources.yml:", "radiopaedia_paraspinal", "twice"]),
     ("sources.yml", lambda s: s.replace("sources:\n  - id", "sources:\n  - id: [unclosed\n  - id", 1),
@@ -218,27 +200,4 @@ def test_error_names_the_line(copy_dir: Path) -> None:
         load_knowledge(copy_dir)
 
 
-# --------------------------------------------------------------------------- red_flags.yml shapes
-
-
-@pytest.mark.parametrize(
-    "content",
-    [
-        "red_flags:\n  - id: fever\n    level: urgent\n    screen_slot: screen_fever\n  - id: bladder_bowel\n    level: emergency\n",
-        "- id: fever\n  level: urgent\n- id: bladder_bowel\n  level: emergency\n",
-        "flags:\n  fever: {level: urgent}\n  bladder_bowel: {level: emergency}\n",
-        "version: 1\nred_flags:\n  fever:\n    level: urgent\n  bladder_bowel:\n    level: emergency\n  odd: {level: later}\n",
-    ],
-)
-def test_red_flag_levels_are_read_from_any_reasonable_shape(tmp_path: Path, content: str) -> None:
-    path = tmp_path / "red_flags.yml"
-    path.write_text(content, encoding="utf-8")
-    assert read_red_flag_levels(path) == {"fever": "urgent", "bladder_bowel": "emergency"}
-
-
-def test_red_flags_file_overrides_the_fallback_levels(copy_dir: Path) -> None:
-    (copy_dir / "red_flags.yml").write_text("red_flags:\n  - id: night_pain\n    level: emergency\n", encoding="utf-8")
-    assert load_knowledge(copy_dir).level_of("night_pain") == "emergency"
-    (copy_dir / "red_flags.yml").write_text(": not yaml: [", encoding="utf-8")
-    assert load_knowledge(copy_dir).level_of("night_pain") == "urgent"
     assert set(LEVELS) == {"info", "routine", "urgent", "emergency"}

@@ -9,6 +9,7 @@ from typing import Any, Iterable
 import numpy
 import srsly
 from murmurhash.mrmr import hash_unicode
+from spacy.lang.en.stop_words import STOP_WORDS
 from spacy.language import Language
 from spacy.lookups import Lookups
 from spacy.matcher import PhraseMatcher
@@ -16,6 +17,7 @@ from spacy.matcher.levenshtein import levenshtein
 from spacy.tokens import Doc, Span
 
 _WORD = re.compile(r"[a-z][a-z']+$")
+MAX_WORD = 30          # longer "words" are not typos of a real one, and would cost O(length^2) to check
 
 if not Doc.has_extension("entities"):
     Doc.set_extension("entities", default=None)
@@ -66,11 +68,17 @@ class TypoNormalizer:
                 self.vocab_words[word] = count
                 self._add(word)
 
+    def set_targets(self, words: Iterable[str]) -> None:
+        """Use exactly these words as the correction targets (the safety rules' vocabulary)."""
+        self.vocab_words = {w.lower(): 1 for w in words if _WORD.match(w.lower())}
+        self._build()
+
     def is_english(self, word: str) -> bool:
-        """Known to the lookup lemmatizer as a form or a lemma (so never "corrected")."""
+        """Known to the lookup lemmatizer as a form or a lemma, or one of spaCy's English stop
+        words, which the lemma table lacks ("never" must not become "fever")."""
         if self._lemmas is None:
             self._table = _lemma_table(self.nlp)
-            self._lemmas = frozenset(v for v in self._table.values() if isinstance(v, str))
+            self._lemmas = frozenset(v for v in self._table.values() if isinstance(v, str)) | STOP_WORDS
         return word in self._table or word in self._lemmas
 
     def _build(self) -> None:
@@ -86,7 +94,7 @@ class TypoNormalizer:
 
     def correct(self, word: str) -> str | None:
         """The known word one edit away from `word`, most frequent first; None when unsure."""
-        if word in self.vocab_words or len(word) < self.min_length or not _WORD.match(word) \
+        if word in self.vocab_words or not self.min_length <= len(word) <= MAX_WORD or not _WORD.match(word) \
                 or self.is_english(word):
             return None
         dropped = set(self._deletes.get(word, ()))                # user dropped a letter ("helo")

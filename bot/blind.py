@@ -1,0 +1,145 @@
+"""The blind evaluation: single messages written by people who never saw the rules, each sent as
+the first message of a new conversation, scored against the writer's label (tests/blind/).
+
+Kept apart from the sweep (bot/evaluate.py), whose cases are built from the rules themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bot.safety.triage import level_rank
+from bot.yamlio import load_yaml
+
+MESSAGE_FILES = ("messages_positive.yml", "messages_lookalike.yml")
+EMERGENCY, URGENT = "emergency", "urgent"
+
+
+@dataclass
+class Case:
+    id: str
+    text: str
+    expect: str
+    signs: tuple[str, ...]
+    crisis: str
+    about: str
+    style: str
+
+
+@dataclass
+class Outcome:
+    case: Case
+    level: str
+    flags: list[str]
+    crisis_line: bool          # the crisis line number was shown
+    asked: bool                # the bot asked a safety screening question about a suspected sign
+    replies: list[str]
+
+    @property
+    def under(self) -> bool:
+        return level_rank(self.level) < level_rank(self.case.expect)
+
+    @property
+    def over(self) -> bool:
+        return level_rank(self.level) > level_rank(self.case.expect)
+
+
+def load_cases(folder: Path) -> list[Case]:
+    cases: list[Case] = []
+    for name in MESSAGE_FILES:
+        path = folder / name
+        if not path.is_file():
+            continue
+        for item in load_yaml(path) or []:
+            cases.append(Case(str(item["id"]), str(item["text"]), str(item["expect"]),
+                              tuple(item.get("signs") or ()), str(item.get("crisis") or "none"),
+                              str(item.get("about") or "self"), str(item.get("style") or "")))
+    return cases
+
+
+async def _play(agent: Any, case: Case) -> Outcome:
+    from bot.processor import UserMessage
+
+    sender = f"blind-{case.id}-{uuid.uuid4().hex[:8]}"
+    replies = await agent.handle_message(UserMessage(case.text, sender_id=sender))
+    tracker = await agent.tracker(sender)
+    slots = tracker.slots if tracker else {}
+    texts = [r.get("text") or "" for r in replies]
+    crisis_number = str(agent.settings.get("crisis_line", "988"))
+    crisis_line = any(re.search(rf"\b{re.escape(crisis_number)}\b", t) for t in texts)
+    asked = bool(slots.get("safety_question"))
+    await agent.delete_conversation(sender)
+    return Outcome(case, slots.get("triage_level") or "info", list(slots.get("red_flags") or []),
+                   crisis_line, asked, texts)
+
+
+def _ratio(hit: int, total: int) -> dict[str, Any]:
+    return {"hit": hit, "total": total, "rate": round(hit / total, 3) if total else None}
+
+
+def score(outcomes: list[Outcome]) -> dict[str, Any]:
+    """The figures issue 14 sets targets for, plus the cases behind every miss."""
+    def by(pred) -> list[Outcome]:
+        return [o for o in outcomes if pred(o.case)]
+
+    emergencies = by(lambda c: c.expect == EMERGENCY)
+    urgents = by(lambda c: c.expect == URGENT)
+    chest = by(lambda c: "chest_pain" in c.signs)
+    non_back = by(lambda c: c.expect == "info" and "non_back" in c.style)
+    lookalikes = by(lambda c: c.expect in ("info", "routine"))
+    crisis_explicit = by(lambda c: c.crisis == "explicit")
+    crisis_indirect = by(lambda c: c.crisis == "indirect")
+    expected_signs = [(o, s) for o in outcomes for s in o.case.signs]
+    return {
+        "cases": len(outcomes),
+        "level_accuracy": _ratio(sum(o.level == o.case.expect for o in outcomes), len(outcomes)),
+        "emergency_recall": _ratio(sum(o.level == EMERGENCY for o in emergencies), len(emergencies)),
+        "emergency_caught_or_asked": _ratio(sum(o.level == EMERGENCY or o.asked for o in emergencies),
+                                            len(emergencies)),
+        "urgent_or_higher_recall": _ratio(sum(not o.under for o in urgents), len(urgents)),
+        "under_triage": _ratio(sum(o.under for o in outcomes), len(outcomes)),
+        "over_triage": _ratio(sum(o.over for o in outcomes), len(outcomes)),
+        "chest_pain_escalated": _ratio(sum(o.level == EMERGENCY for o in chest), len(chest)),
+        "non_back_with_danger_sign": _ratio(sum(bool(o.flags) for o in non_back), len(non_back)),
+        "lookalikes_with_danger_sign": _ratio(sum(bool(o.flags) for o in lookalikes), len(lookalikes)),
+        "crisis_explicit_line": _ratio(sum(o.crisis_line for o in crisis_explicit), len(crisis_explicit)),
+        "crisis_indirect_line_or_question": _ratio(sum(o.crisis_line or o.asked for o in crisis_indirect),
+                                                   len(crisis_indirect)),
+        "sign_recall": _ratio(sum(s in o.flags for o, s in expected_signs), len(expected_signs)),
+        "under_triaged": [_row(o) for o in outcomes if o.under],
+        "false_alarms": [_row(o) for o in lookalikes if o.flags],
+    }
+
+
+def _row(o: Outcome) -> dict[str, Any]:
+    return {"id": o.case.id, "text": o.case.text, "expect": o.case.expect, "signs": list(o.case.signs),
+            "level": o.level, "flags": o.flags, "asked": o.asked}
+
+
+def evaluate_blind(agent: Any, folder: Path) -> dict[str, Any]:
+    cases = load_cases(folder)
+
+    async def run() -> list[Outcome]:
+        return [await _play(agent, case) for case in cases]
+
+    return score(asyncio.run(run()))
+
+
+SUMMARY_KEYS = ("level_accuracy", "emergency_recall", "emergency_caught_or_asked", "urgent_or_higher_recall",
+                "under_triage", "over_triage", "chest_pain_escalated", "non_back_with_danger_sign",
+                "lookalikes_with_danger_sign", "crisis_explicit_line", "crisis_indirect_line_or_question",
+                "sign_recall")
+
+
+def summary_lines(report: dict[str, Any]) -> list[str]:
+    lines = []
+    for key in SUMMARY_KEYS:
+        r = report[key]
+        rate = "n/a" if r["rate"] is None else f"{r['rate']:.3f}"
+        lines.append(f"  {key.replace('_', ' '):34} {rate:>6}  ({r['hit']}/{r['total']})")
+    return lines

@@ -1,0 +1,227 @@
+"""The one owner of the safety slots: `triage_level`, `red_flags`, `alerted_flags`, `screen_*`,
+`safety_question` and `patient_facts`.
+
+`SafetyLayer.decide(slots, text)` is a pure function of the conversation's slots and the latest
+user message. Backline's processor calls it on every message before any other dialogue logic;
+a real Rasa bot calls it from the rasa-sdk action `action_safety_screen` (actions/safety.py).
+It returns plain rasa-sdk event dicts, the alerts to send and the question to ask.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from bot.safety.answers import NO, UNSURE, YES, AnswerWords, read_answer
+from bot.safety.data import load_yaml
+from bot.safety.rules import CRISIS_SIGN, SIGNS_FILE, Sign
+from bot.safety.detector import DangerDetector
+from bot.safety.screen import SUSPECTED, Finding, Screen, Screener
+from bot.safety.triage import level_rank, raise_level
+
+SAFETY_SLOTS = ("triage_level", "red_flags", "alerted_flags", "safety_question", "patient_facts", "sign_reason",
+                "sign_source")
+SYMPTOM_INTENTS = frozenset({"report_symptom"})
+INFORMATION_INTENTS = frozenset({"ask_self_care", "ask_when_to_see_provider", "ask_medication", "help"})
+FORM = "symptom_form"
+MAX_REASONS = 2
+
+
+@dataclass(frozen=True)
+class Alert:
+    response: str                        # utter_emergency | utter_urgent | utter_crisis (domain.yml)
+    values: dict[str, str]               # template values: sign_reason, sign_source
+    signs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Question:
+    sign: str
+    text: str
+
+
+@dataclass
+class Decision:
+    events: list[dict[str, Any]] = field(default_factory=list)
+    alerts: list[Alert] = field(default_factory=list)
+    question: Question | None = None     # a suspected sign's screening question, asked now
+    stop: bool = False                   # emergency or crisis: end the questions and the turn
+    answered: bool = False               # the message answered the open safety question
+    screen: Screen = field(default_factory=Screen)
+
+    def slot(self, name: str) -> Any:
+        """The value this decision gives `name`, or KeyError."""
+        for event in reversed(self.events):
+            if event.get("event") == "slot" and event.get("name") == name:
+                return event.get("value")
+        raise KeyError(name)
+
+
+def _asks_for_information(intent: str | None) -> bool:
+    return bool(intent) and (intent.startswith("faq") or intent in INFORMATION_INTENTS)
+
+
+def _slot(name: str, value: Any) -> dict[str, Any]:
+    return {"event": "slot", "timestamp": None, "name": name, "value": value}
+
+
+class SafetyLayer:
+    """The danger-sign screen, the triage decision and the output guard, loaded once."""
+
+    def __init__(self, screener: Screener, answers: AnswerWords, detector: DangerDetector | None = None) -> None:
+        self.screener = screener
+        self.detector = detector
+        self.signs: dict[str, Sign] = screener.signs
+        self.answers = answers
+        self.screen_slots = {s.screen_slot: s.id for s in self.signs.values() if s.screen_slot}
+
+    @classmethod
+    def load(cls, knowledge_dir: Path, detector: DangerDetector | None = None) -> "SafetyLayer":
+        """The rules from `knowledge_dir`; `detector`: the learned backstop `bot train` made."""
+        knowledge_dir = Path(knowledge_dir)
+        data = load_yaml(knowledge_dir / SIGNS_FILE)
+        return cls(Screener.load(knowledge_dir), AnswerWords.from_data(data.get("answers") or {}), detector)
+
+    def level_of(self, sign: str) -> str:
+        return self.signs[sign].level if sign in self.signs else "urgent"
+
+    def owns(self, slot: str) -> bool:
+        return slot in SAFETY_SLOTS or slot in self.screen_slots
+
+    # -- the decision ----------------------------------------------------------------------------
+
+    def decide(self, slots: Mapping[str, Any], text: str, intent: str | None = None,
+               active_loop: str | None = None) -> Decision:
+        """What the latest message means for safety, given the conversation's slots, the
+        message's intent and the active form (whose `requested_slot` is the open question)."""
+        flags = list(slots.get("red_flags") or [])
+        alerted = list(slots.get("alerted_flags") or [])
+        level = slots.get("triage_level") or "info"
+        facts = dict(slots.get("patient_facts") or {})
+        requested = slots.get("requested_slot") if active_loop == FORM else None
+        open_question = slots.get("safety_question")
+        asked = open_question or self.screen_slots.get(requested)
+        back_context = bool(facts.get("back")) or level_rank(level) >= level_rank("routine")
+
+        screen = self.screener.screen(
+            text, asked=asked, asked_slot=requested or (self.signs[asked].screen_slot if asked else None),
+            patient=facts.get("patient"), facts=frozenset(facts.get("seen", ())), back_context=back_context,
+            question=_asks_for_information(intent))
+        self._backstop(screen, slots)
+        decision = Decision(screen=screen)
+        present = list(screen.present)
+        negated = list(screen.negated)
+
+        answer = read_answer(text, intent, self.answers) if asked else None
+        if asked and asked not in present:
+            if answer in (YES, UNSURE):
+                present.append(asked)
+            elif answer == NO and asked not in negated:
+                negated.append(asked)
+            elif open_question == CRISIS_SIGN and answer is None:
+                present.append(asked)          # an unclear answer to the crisis question: crisis reply
+        if open_question:
+            decision.answered = answer is not None or open_question in present or open_question in negated
+            if decision.answered or open_question == CRISIS_SIGN:
+                decision.events.append(_slot("safety_question", None))
+
+        # facts for later turns: whose triage this is, their age, what was said before
+        new_facts = dict(facts)
+        if "patient" not in facts and (screen.back_subjects or screen.present):
+            new_facts["patient"] = screen.patient
+        symptom_intent = intent in SYMPTOM_INTENTS and not screen.other_complaint   # not "severe earache"
+        if screen.back_subjects or symptom_intent:
+            new_facts["back"] = True
+        if screen.age is not None:
+            new_facts["age"] = screen.age
+        seen = sorted(set(facts.get("seen", ())) | screen.facts)
+        if seen:
+            new_facts["seen"] = seen
+
+        # danger signs and the level: signs accumulate, the level only rises
+        new_flags = [s for s in present if s not in flags]
+        if new_flags:
+            decision.events.append(_slot("red_flags", flags + new_flags))
+        new_level = level
+        for sign in present:
+            new_level = raise_level(new_level, self.level_of(sign))
+        if new_facts.get("back"):
+            new_level = raise_level(new_level, "routine")
+        if new_level != level:
+            decision.events.append(_slot("triage_level", new_level))
+        for sign in present + negated:
+            slot = self.signs[sign].screen_slot if sign in self.signs else None
+            if slot and slots.get(slot) is None:
+                decision.events.append(_slot(slot, sign in present))
+
+        # alerts for signs not announced yet
+        to_alert = [s for s in flags + new_flags if s not in alerted]
+        if to_alert:
+            decision.alerts = self._alerts(to_alert)
+            decision.events.append(_slot("alerted_flags", alerted + to_alert))
+            for name in ("sign_reason", "sign_source"):
+                decision.events.append(_slot(name, decision.alerts[-1].values[name]))
+            decision.stop = any(a.response in ("utter_emergency", "utter_crisis") for a in decision.alerts)
+        if decision.stop and active_loop:
+            decision.events += [{"event": "active_loop", "timestamp": None, "name": None},
+                                _slot("requested_slot", None)]
+
+        # a sign that is only suspected is asked about at once (never left unasked)
+        if not decision.stop:
+            question = self._question(screen, slots, flags + new_flags, new_facts, open_question)
+            if question is not None:
+                decision.question = question
+                decision.events.append(_slot("safety_question", question.sign))
+                new_facts["asked"] = sorted(set(new_facts.get("asked", ())) | {question.sign})
+        if new_facts != facts:
+            decision.events.append(_slot("patient_facts", new_facts))
+        return decision
+
+    def _backstop(self, screen: Screen, slots: Mapping[str, Any]) -> None:
+        """Signs the learned detector suspects and the rules neither found nor ruled out: asked."""
+        if self.detector is None or screen.text is None:
+            return
+        known = set(screen.present) | set(screen.negated) | set(screen.suspected) | set(slots.get("red_flags") or [])
+        for sign_id in self.detector.suspects(screen.text):
+            sign = self.signs.get(sign_id)
+            if sign is None or sign_id in known or (sign.back_only and screen.other_complaint):
+                continue
+            screen.findings.append(Finding(sign_id, sign.level, SUSPECTED, via="detector"))
+
+    def _question(self, screen: Screen, slots: Mapping[str, Any], flags: list[str], facts: dict[str, Any],
+                  open_question: str | None) -> Question | None:
+        asked_before = set(facts.get("asked", ()))
+        candidates = []
+        for sign_id in screen.suspected:
+            sign = self.signs[sign_id]
+            if sign_id in flags or sign_id == open_question or sign_id in asked_before:
+                continue
+            if sign.screen_slot and slots.get(sign.screen_slot) is not None:
+                continue                        # already answered
+            candidates.append(sign)
+        if not candidates:
+            return None
+        order = list(self.signs)
+        best = min(candidates, key=lambda s: (s.id != CRISIS_SIGN, -level_rank(s.level), order.index(s.id)))
+        return Question(best.id, best.question)
+
+    def _alerts(self, signs: list[str]) -> list[Alert]:
+        out = []
+        if CRISIS_SIGN in signs:
+            sign = self.signs[CRISIS_SIGN]
+            out.append(Alert("utter_crisis", {"sign_reason": sign.reason, "sign_source": self._source(sign)},
+                             (CRISIS_SIGN,)))
+        for level, response in (("emergency", "utter_emergency"), ("urgent", "utter_urgent")):
+            group = [self.signs[s] for s in signs if s != CRISIS_SIGN and s in self.signs and self.signs[s].level == level]
+            if group:
+                shown = group[:MAX_REASONS]
+                out.append(Alert(response, {
+                    "sign_reason": " ".join(s.reason for s in shown),
+                    "sign_source": "; ".join(dict.fromkeys(self._source(s) for s in shown)),
+                }, tuple(s.id for s in group)))
+                break                           # the most urgent level speaks; lower ones are covered
+        return out
+
+    def _source(self, sign: Sign) -> str:
+        return self.screener.rules.guidance.get(sign.source, sign.source)

@@ -1,0 +1,132 @@
+"""The one owner of the safety slots (bot/safety/decide.py): what a message means for the triage
+level, the danger signs, the screening answers, the alert and the question asked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.safety.decide import SafetyLayer
+
+SAFETY = SafetyLayer.load(Path(__file__).resolve().parent.parent / "knowledge")
+FORM = "symptom_form"
+
+
+def apply(slots: dict[str, Any], text: str, intent: str | None = None, loop: str | None = None):
+    """decide() on `slots`, returning the decision and the slots after its events."""
+    decision = SAFETY.decide(slots, text, intent, loop)
+    after = dict(slots)
+    for event in decision.events:
+        if event["event"] == "slot":
+            after[event["name"]] = event["value"]
+    return decision, after
+
+
+def test_signs_accumulate_and_the_level_only_rises() -> None:
+    _, slots = apply({}, "my lower back hurts and I've had a fever since Tuesday")
+    assert slots["red_flags"] == ["fever"] and slots["triage_level"] == "urgent"
+    _, slots = apply(slots, "and I wet myself this morning")
+    assert slots["red_flags"] == ["fever", "bladder_bowel"] and slots["triage_level"] == "emergency"
+    decision, slots = apply(slots, "no fever now, it's gone")
+    assert slots["red_flags"] == ["fever", "bladder_bowel"] and slots["triage_level"] == "emergency"
+    assert decision.alerts == []                     # each sign is announced once
+
+
+def test_a_symptom_report_is_at_least_routine() -> None:
+    _, slots = apply({"triage_level": "info"}, "my lower back seized up after lifting a box")
+    assert slots["triage_level"] == "routine" and not slots.get("red_flags")
+    _, slots = apply({}, "what does the longissimus do?", intent="faq/function")
+    assert slots.get("triage_level", "info") == "info"
+
+
+def test_an_emergency_ends_the_form_and_clears_the_open_question() -> None:
+    decision, slots = apply({"requested_slot": "duration", "triage_level": "routine"}, "I can't feel my legs",
+                            loop=FORM)
+    assert decision.stop and slots["requested_slot"] is None
+    assert {"event": "active_loop", "timestamp": None, "name": None} in decision.events
+    assert [a.response for a in decision.alerts] == ["utter_emergency"]
+    assert "nerve" in decision.alerts[0].values["sign_reason"] and "NHS" in decision.alerts[0].values["sign_source"]
+
+
+def test_the_crisis_reply_is_the_crisis_reply_only() -> None:
+    decision, slots = apply({}, "I want to kill myself")
+    assert [a.response for a in decision.alerts] == ["utter_crisis"] and decision.stop
+    assert slots["red_flags"] == ["self_harm"] and slots["triage_level"] == "emergency"
+
+
+def test_urgent_alerts_and_the_questions_go_on() -> None:
+    decision, slots = apply({"requested_slot": "screen_fever", "triage_level": "routine"}, "yes", "affirm", FORM)
+    assert [a.response for a in decision.alerts] == ["utter_urgent"] and not decision.stop
+    assert slots["screen_fever"] is True and slots["red_flags"] == ["fever"]
+
+
+@pytest.mark.parametrize("intent,text,present", [
+    ("affirm", "yes", True), ("deny", "no", False), ("skip", "not sure", True), ("skip", "don't know", True),
+    ("deny", "no idea", True),                  # doubt in the words beats a misread intent
+    ("inform", "yes a little", True), ("inform", "nope", False), ("inform", "not really", False),
+    ("deny", "I don't think so", True), ("inform", "probably not", True),   # hedges count as present
+    ("inform", "my temperature is 39.2", True),  # an answer with the fact, not a yes
+    ("affirm", "/affirm", True), ("deny", "/deny", False), ("skip", "/skip", True),
+])
+def test_screening_answers(intent: str, text: str, present: bool) -> None:
+    _, slots = apply({"requested_slot": "screen_fever", "triage_level": "routine"}, text, intent, FORM)
+    assert slots["screen_fever"] is present
+    assert (slots.get("red_flags") == ["fever"]) is present
+
+
+@pytest.mark.parametrize("intent,text", [("stop", "never mind"), ("why_ask", "why do you ask?"),
+                                         ("inform", "my knee"), ("inform", "only when I twist")])
+def test_what_is_not_an_answer_answers_nothing(intent: str, text: str) -> None:
+    _, slots = apply({"requested_slot": "screen_fever", "triage_level": "routine"}, text, intent, FORM)
+    assert "screen_fever" not in slots
+
+
+def test_an_answered_question_is_left_alone() -> None:
+    _, slots = apply({"requested_slot": "screen_cancer", "screen_fever": False, "triage_level": "routine"},
+                     "yes", "affirm", FORM)
+    assert slots["screen_cancer"] is True and slots["screen_fever"] is False
+
+
+def test_a_suspected_sign_is_asked_about_at_once_and_the_answer_decides() -> None:
+    decision, slots = apply({"triage_level": "routine"}, "my left arm feels heavy and numb")
+    assert decision.question.sign == "chest_pain" and slots["safety_question"] == "chest_pain"
+    assert not decision.alerts and "chest_pain" not in slots.get("red_flags", [])
+    yes, after = apply(slots, "yes", "affirm")
+    assert after["red_flags"] == ["chest_pain"] and yes.stop and after["safety_question"] is None
+    no, after = apply(slots, "no", "deny")
+    assert no.answered and not after.get("red_flags") and after["safety_question"] is None
+    # asked once: the same suspicion later is not asked again
+    again, _ = apply(after, "my left arm feels heavy and numb")
+    assert again.question is None
+
+
+def test_crisis_cues_get_the_direct_question_and_an_unclear_answer_gets_the_line() -> None:
+    decision, slots = apply({}, "there's no future for me with this back")
+    assert decision.question.sign == "self_harm" and "{crisis_line}" in decision.question.text
+    unclear, after = apply(slots, "I don't know what I'm saying anymore")
+    assert [a.response for a in unclear.alerts] == ["utter_crisis"] and after["red_flags"] == ["self_harm"]
+    no, after = apply(slots, "no, not like that", "deny")
+    assert not no.alerts and not after.get("red_flags")
+
+
+def test_facts_across_turns_and_caregivers() -> None:
+    _, slots = apply({}, "I slipped off the kerb and hurt my back")
+    assert slots["triage_level"] == "routine"
+    _, slots = apply(slots, "I'm 81")
+    assert slots["red_flags"] == ["minor_trauma_risk"] and slots["triage_level"] == "urgent"
+    _, carer = apply({}, "my mum's back has been bad since the weekend")
+    assert carer["patient_facts"]["patient"] == "other"
+    _, carer = apply(carer, "she had breast cancer years ago")
+    assert carer["red_flags"] == ["cancer_history"]
+    _, own = apply({}, "my back hurts")
+    _, own = apply(own, "my mum had breast cancer years ago")
+    assert not own.get("red_flags")
+
+
+def test_the_layer_owns_exactly_its_slots() -> None:
+    owned = {"triage_level", "red_flags", "alerted_flags", "safety_question", "patient_facts", "sign_reason",
+             "sign_source", *SAFETY.screen_slots}
+    assert all(SAFETY.owns(s) for s in owned)
+    assert not any(SAFETY.owns(s) for s in ("body_part", "duration", "severity", "trigger", "conditions"))
