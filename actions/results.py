@@ -211,7 +211,10 @@ def summary_text(knowledge: Knowledge, summary: Dict[str, Any]) -> str:
     if related:
         lines.append("Conditions the reference article links to symptoms like these: " + ", ".join(c["name"] for c in related))
     lines.append("Please show this to your healthcare provider; they will make their own assessment.")
-    return "\n".join(lines)
+    # Markdown (rasa-webchat, chatroom) folds single line breaks: end lines with a hard break
+    # ("  "); blank lines stay paragraph breaks (channels split messages there, as Rasa does).
+    return "\n".join(line + "  " if line and nxt else line
+                     for line, nxt in zip(lines, lines[1:] + [""]))
 
 
 class ActionExplainQuestion(Action):

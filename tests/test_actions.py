@@ -433,6 +433,10 @@ def test_visit_summary(executor, domain) -> None:
     assert "New trouble peeing or controlling bladder or bowels: absent" in text
     assert "Pain at night or at rest: not asked" in text
     assert "muscle strain" in text and "within 24 hours" in text
+    # Markdown renderers (rasa-webchat, chatroom) fold single newlines: every line break is a
+    # hard break ("  \n") or a paragraph break ("\n\n", where channels split messages)
+    assert re.findall(r"(?<!  )(?<!\n)\n(?!\n)", text) == [], text
+    assert text.count("  \n") >= 8
     assert_never_diagnoses([text])
     payload = result.responses[1]["custom"]["visit_summary"]
     assert payload["triage_level"] == "urgent" and payload["red_flags"] == ["fever"]
