@@ -481,6 +481,21 @@ def test_cors_origins_add_sites_without_locking_out_the_own_origin(server, origi
     assert asyncio.run(run()) is allowed
 
 
+def test_the_own_origin_behind_a_reverse_proxy_is_allowed(server):
+    """A proxy at https://clinic.example/backline/ forwards with X-Forwarded-Host/-Proto: the
+    page's origin is then the proxy's, and counts as the server's own."""
+    headers = {"Origin": "https://clinic-proxy.example", "X-Forwarded-Host": "clinic-proxy.example",
+               "X-Forwarded-Proto": "https"}
+
+    async def run() -> str:
+        chat = await Chat(server.cors, ["polling"]).connect(headers=headers)
+        confirmed = await chat.session("sio-proxy-1")
+        await chat.close()
+        return confirmed
+
+    assert asyncio.run(run()) == "sio-proxy-1"
+
+
 def test_a_null_message_is_ignored_like_rasa_does(server):
     """rasa-webchat without initPayload sends `message: null`: no error event, no turn."""
     session_id = "sio-null-1"
