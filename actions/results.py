@@ -99,7 +99,7 @@ class ActionTriageResult(Action):
         if level not in ("urgent", "emergency"):
             dispatcher.utter_message(text=referral)
         dispatcher.utter_message(text=knowledge.safety_net)
-        dispatcher.utter_message(response="utter_offer_summary")
+        # the visit-summary offer follows as its own step (data/rules.yml, data/stories.yml)
         return [SlotSet("conditions", condition_ids), SlotSet("triage_level", level)]
 
 

@@ -174,7 +174,7 @@ def test_triage_result_names_the_article_condition(executor, domain, message, ex
     assert REFERRAL.search(body) and SAFETY_NET in body
     assert_never_diagnoses(texts)
     assert_no_dose(texts)
-    assert result.responses[-1]["response"] == "utter_offer_summary"
+    assert SAFETY_NET in result.responses[-1]["text"], "the summary offer is a rule step of its own"
 
 
 @pytest.mark.parametrize(

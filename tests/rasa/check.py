@@ -72,14 +72,14 @@ KNOWN_WARNINGS = {
     "does not include any components that uses the features":
         "by design: RegexEntityExtractor uses the lookup tables directly, not as features",
 }
-# Responses Rasa's validator counts as unused because forms, actions or Backline's engine send
-# them, never a story step: the form's questions (Rasa's FormAction asks utter_ask_<slot>), the
-# disclaimer (action_session_start), the visit-summary offer (action_triage_result), the
-# restart text (Rasa's action_restart), and Backline-only texts (failed action, output guard).
+# Responses Rasa's validator counts as unused because a form or an action sends them, which
+# no story step can say: the form's questions (Rasa's FormAction asks utter_ask_<slot>), the
+# disclaimer (action_session_start, which Rasa runs before the first message), the restart
+# text (Rasa's own action_restart utters it), the failed-action text (Backline's engine).
 # The safety alerts (emergency, urgent, crisis) are listed until the Rasa safety action uses them.
 SENT_BY_ACTIONS = {
-    "utter_disclaimer", "utter_offer_summary", "utter_restart", "utter_action_failed",
-    "utter_guarded", "utter_emergency", "utter_urgent", "utter_crisis",
+    "utter_disclaimer", "utter_restart", "utter_action_failed",
+    "utter_emergency", "utter_urgent", "utter_crisis",
 }
 
 
