@@ -21,6 +21,7 @@ EXAMPLES = """examples:
   bot ask "what are the paraspinal muscles?" --json
   bot validate                   check domain.yml against data/ (file:line for each problem)
   bot test                       NLU cross-validation, conversation tests, safety sweep
+  bot test patients              simulated patients play tests/patients/team.yml (metrics table)
   bot forget SENDER_ID           erase one conversation from the store
 """
 
@@ -62,13 +63,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate-limit", default=os.environ.get("BACKLINE_RATE_LIMIT"),
                    help="messages per sender and per client, as COUNT/SECONDS (e.g. 30/60); 429 beyond")
 
-    p = sub.add_parser("test", help="evaluate: NLU cross-validation, conversation tests, safety sweep")
+    p = sub.add_parser("test", help="evaluate: NLU cross-validation, conversation tests, safety sweep, "
+                                    "simulated patients")
     _project_arg(p)
-    p.add_argument("what", nargs="?", choices=["all", "nlu", "conversations", "safety"], default="all")
+    p.add_argument("what", nargs="?", choices=["all", "nlu", "conversations", "safety", "patients"], default="all")
     p.add_argument("--full", action="store_true", help="full reports (5 folds, full sweep, plots)")
     p.add_argument("--folds", type=int, default=None, help="cross-validation folds (default 5; 3 in fast mode)")
     p.add_argument("--nlu-file", default=None, help="held-out NLU file to evaluate on instead of folds")
     p.add_argument("--out", default="results", help="folder for reports (JSON, Markdown, PNG)")
+    p.add_argument("--file", default=None,
+                   help="patients: the vignette file to play (default tests/patients/team.yml)")
+    p.add_argument("--json", default=None, help="patients: where to write results with transcripts "
+                                                "(default OUT/patients.json)")
 
     p = sub.add_parser("validate", help="check domain, data and rules for consistency")
     _project_arg(p)
@@ -258,6 +264,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_test(args: argparse.Namespace) -> int:
+    if args.what == "patients":
+        from bot.patients import run_command
+
+        return run_command(args)
     from bot.evaluate import run_tests
 
     return run_tests(args)
