@@ -177,6 +177,22 @@ def test_triage_result_names_the_article_condition(executor, domain, message, ex
     assert SAFETY_NET in result.responses[-1]["text"], "the summary offer is a rule step of its own"
 
 
+@pytest.mark.parametrize("action, level", [("action_triage_result", "urgent"),
+                                           ("action_self_care", "urgent"),
+                                           ("action_visit_summary", "emergency")])
+def test_action_texts_carry_the_numbers_themselves(executor, domain, action, level) -> None:
+    """Real Rasa sends an action's text as it is (only domain responses are templated): the
+    emergency number must be in the text, not a {placeholder} the user would see."""
+    slots = {"emergency_number": "112", "crisis_line": "116 123", "triage_level": level,
+             "red_flags": ["fever"] if level == "urgent" else ["bladder_bowel"]}
+    result = run(executor, action, make_tracker(domain, ["my back hurts"], slots=slots), domain)
+    body = "\n".join(texts_of(result))
+    assert "{" not in body and "}" not in body, body
+    assert "112" in body
+    if action == "action_visit_summary":
+        assert "112" in result.responses[1]["custom"]["visit_summary"]["advice"]
+
+
 @pytest.mark.parametrize(
     "message",
     ["I didn't fall, it just aches", "no accident or anything, I keep falling asleep on the sofa"],
@@ -217,10 +233,10 @@ def test_nothing_matches_gives_general_article_causes_and_still_refers(executor,
     "slots, level, must_say",
     [
         ({"triage_level": "urgent", "red_flags": ["fever"]}, "urgent", "today or within the next 24 hours"),
-        ({"triage_level": "emergency", "red_flags": ["bladder_bowel"]}, "emergency", "call {emergency_number}"),
+        ({"triage_level": "emergency", "red_flags": ["bladder_bowel"]}, "emergency", "call 911"),
         # Levels never drop, and a flag alone is enough to set the level.
-        ({"triage_level": "emergency", "red_flags": []}, "emergency", "call {emergency_number}"),
-        ({"triage_level": "routine", "red_flags": ["leg_weakness"]}, "emergency", "call {emergency_number}"),
+        ({"triage_level": "emergency", "red_flags": []}, "emergency", "call 911"),
+        ({"triage_level": "routine", "red_flags": ["leg_weakness"]}, "emergency", "call 911"),
     ],
 )
 def test_referral_follows_the_triage_level(executor, domain, slots, level, must_say) -> None:
