@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run chat train test soak bench clean
+.PHONY: setup run chat train test soak bench rasa-check clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -31,6 +31,11 @@ soak: setup
 
 bench: setup
 	$(BIN)/python benchmarks/run.py
+
+# Real Rasa 3.6.21 on the project: validate, train, conversation tests, safety over REST.
+# Its venv (Python 3.10, via pyenv) is made once in RASA_VENV, default ~/.cache/backline/rasa-3.6.
+rasa-check: setup
+	nice -n 5 $(BIN)/python tests/rasa/check.py
 
 clean:
 	rm -rf $(VENV) models/*.tar.gz .bot results/*

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install what the browser tests need: Debian chromium and axe-core (tests/browser). Idempotent.
+# Install what the browser tests need: Debian chromium and the npm packages of tests/browser. Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ ! -x /usr/bin/chromium ]; then
@@ -7,6 +7,9 @@ if [ ! -x /usr/bin/chromium ]; then
   apt-get update
   apt-get install -y --no-install-recommends chromium
 fi
-if [ ! -f tests/browser/node_modules/axe-core/axe.min.js ]; then
-  npm install --prefix tests/browser --no-audit --no-fund
+# axe-core, rasa-webchat and @scalableminds/chatroom, pinned by tests/browser/package-lock.json
+if [ ! -f tests/browser/node_modules/axe-core/axe.min.js ] \
+   || [ ! -f tests/browser/node_modules/rasa-webchat/lib/index.js ] \
+   || [ ! -f tests/browser/node_modules/@scalableminds/chatroom/dist/Chatroom.js ]; then
+  npm ci --prefix tests/browser --no-audit --no-fund
 fi

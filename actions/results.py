@@ -32,6 +32,24 @@ SUMMARY_SKIP_INTENTS = (
 SUMMARY_NOTE = "This summary is not a diagnosis. It lists what was reported in a chat with Backline, an automated helper."
 
 
+NUMBER_SLOTS = ("emergency_number", "crisis_line")
+
+
+def with_numbers(text: str, tracker: Tracker) -> str:
+    """`text` with {emergency_number} / {crisis_line} filled in from their slots. Real Rasa
+    fills placeholders only in domain responses and sends an action's text as it is, so a bare
+    placeholder would reach the user; Backline's engine would fill them either way."""
+    for slot in NUMBER_SLOTS:
+        value = tracker.get_slot(slot)
+        if value:
+            text = text.replace("{" + slot + "}", str(value))
+    return text
+
+
+def _say(dispatcher: CollectingDispatcher, tracker: Tracker, text: str) -> None:
+    dispatcher.utter_message(text=with_numbers(text, tracker))
+
+
 def _text(value: Any) -> Optional[str]:
     if value is None:
         return None
@@ -84,21 +102,20 @@ class ActionTriageResult(Action):
 
         # With a warning sign, the referral comes first and self-care waits.
         if level in ("urgent", "emergency"):
-            dispatcher.utter_message(text=referral)
-        dispatcher.utter_message(text=conditions_text(knowledge, condition_ids))
+            _say(dispatcher, tracker, referral)
+        _say(dispatcher, tracker, conditions_text(knowledge, condition_ids))
         if level != "emergency":
             care_ids = (
                 self_care_for(knowledge, condition_ids, include_gap=False)
                 if condition_ids
                 else [i for i in knowledge.fallback.self_care]
             )
-            dispatcher.utter_message(
-                text=self_care_text(knowledge, care_ids[:RESULT_SELF_CARE_ITEMS], "Self-care ideas the article describes:")
+            _say(dispatcher, tracker, self_care_text(knowledge, care_ids[:RESULT_SELF_CARE_ITEMS], "Self-care ideas the article describes:")
             )
         if level not in ("urgent", "emergency"):
-            dispatcher.utter_message(text=referral)
-        dispatcher.utter_message(text=knowledge.safety_net)
-        dispatcher.utter_message(response="utter_offer_summary")
+            _say(dispatcher, tracker, referral)
+        _say(dispatcher, tracker, knowledge.safety_net)
+        # the visit-summary offer follows as its own step (data/rules.yml, data/stories.yml)
         return [SlotSet("conditions", condition_ids)]
 
 
@@ -120,8 +137,8 @@ class ActionSelfCare(Action):
         else:
             intro = "General self-care ideas the article describes for sore back muscles:"
         items = self_care_for(knowledge, condition_ids)
-        dispatcher.utter_message(text=self_care_text(knowledge, items, intro))
-        dispatcher.utter_message(text=referral_text(knowledge, level))
+        _say(dispatcher, tracker, self_care_text(knowledge, items, intro))
+        _say(dispatcher, tracker, referral_text(knowledge, level))
         return []
 
 
@@ -134,7 +151,7 @@ class ActionVisitSummary(Action):
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]) -> List[EventType]:
         knowledge = get_knowledge()
         summary = build_summary(knowledge, tracker)
-        dispatcher.utter_message(text=summary_text(knowledge, summary))
+        _say(dispatcher, tracker, summary_text(knowledge, summary))
         dispatcher.utter_message(json_message={"visit_summary": summary})
         return []
 
@@ -175,7 +192,7 @@ def build_summary(knowledge: Knowledge, tracker: Tracker) -> Dict[str, Any]:
         "screening": screening,
         "red_flags": list(tracker.get_slot("red_flags") or []),
         "triage_level": level,
-        "advice": knowledge.referral_short[level],
+        "advice": with_numbers(knowledge.referral_short[level], tracker),
         "related_conditions": [
             {"id": c, "name": knowledge.conditions[c].name}
             for c in tracker.get_slot("conditions") or []
@@ -215,7 +232,10 @@ def summary_text(knowledge: Knowledge, summary: Dict[str, Any]) -> str:
     if related:
         lines.append("Conditions the reference article links to symptoms like these: " + ", ".join(c["name"] for c in related))
     lines.append("Please show this to your healthcare provider; they will make their own assessment.")
-    return "\n".join(lines)
+    # Markdown (rasa-webchat, chatroom) folds single line breaks: end lines with a hard break
+    # ("  "); blank lines stay paragraph breaks (channels split messages there, as Rasa does).
+    return "\n".join(line + "  " if line and nxt else line
+                     for line, nxt in zip(lines, lines[1:] + [""]))
 
 
 class ActionExplainQuestion(Action):
@@ -228,9 +248,9 @@ class ActionExplainQuestion(Action):
         knowledge = get_knowledge()
         slot = tracker.get_slot("requested_slot")
         if tracker.active_loop_name and slot in knowledge.questions:
-            dispatcher.utter_message(text=knowledge.questions[slot].why)
+            _say(dispatcher, tracker, knowledge.questions[slot].why)
         elif tracker.active_loop_name:
-            dispatcher.utter_message(text=knowledge.general_why)
+            _say(dispatcher, tracker, knowledge.general_why)
         else:
             dispatcher.utter_message(response="utter_why_general")
         return []

@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--auth-token", default=os.environ.get("BACKLINE_AUTH_TOKEN"),
                    help="require ?token=... on API endpoints")
     p.add_argument("--cors", default=None, help="comma-separated allowed origins (default from credentials.yml)")
+    p.add_argument("--frame-origins", default=None,
+                   help="comma-separated sites that may frame the widget via embed.js "
+                        "(default: credentials.yml `frame_origins`, else any site)")
     p.add_argument("--max-request-bytes", type=int, default=1_000_000, help="reject larger requests with 413")
     p.add_argument("--rate-limit", default=os.environ.get("BACKLINE_RATE_LIMIT"),
                    help="messages per sender and per client, as COUNT/SECONDS (e.g. 30/60); 429 beyond")
@@ -254,9 +257,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     check_deployment(args.project, args.workers)
     cors = [o.strip() for o in args.cors.split(",")] if args.cors else None
+    frames = [o.strip() for o in args.frame_origins.split(",")] if args.frame_origins else None
     return serve(Path(args.project), host=args.host, port=args.port, workers=args.workers,
-                 token=args.auth_token, cors_origins=cors, max_request_bytes=args.max_request_bytes,
-                 rate_limit=args.rate_limit) or 0
+                 token=args.auth_token, cors_origins=cors, frame_origins=frames,
+                 max_request_bytes=args.max_request_bytes, rate_limit=args.rate_limit) or 0
 
 
 def cmd_test(args: argparse.Namespace) -> int:

@@ -47,11 +47,12 @@ INCLUDE_EVENTS = ("ALL", "AFTER_RESTART", "APPLIED", "NONE")
 _app_numbers = itertools.count(1)
 
 
-def cors_from_credentials(credentials: dict[str, Any]) -> list[str]:
-    """`cors_origins` at the top level of credentials.yml or under `rest:` / `socketio:`."""
+def cors_from_credentials(credentials: dict[str, Any], key: str = "cors_origins") -> list[str]:
+    """`cors_origins` (or `frame_origins`) at the top level of credentials.yml or under `rest:` /
+    `socketio:` (where real Rasa, reading the same file, ignores it)."""
     origins: list[str] = []
     for section in (credentials, credentials.get("rest") or {}, credentials.get("socketio") or {}):
-        value = section.get("cors_origins") if isinstance(section, dict) else None
+        value = section.get(key) if isinstance(section, dict) else None
         if isinstance(value, str):
             value = [value]
         for origin in value or []:
@@ -72,8 +73,10 @@ def create_app(agent: Any, credentials: dict[str, Any] | None = None, *, token: 
     credentials.yml); `["*"]` allows any. rate_limit: `"COUNT/SECONDS"` of messages per sender
     and per client address on the webhook and /model/parse (per session on socket.io, answered
     with an `error` event); None = unlimited.
-    frame_origins: sites that may frame the widget via embed.js (default: the CORS origins,
-    else any site); `/` itself can never be framed. name: the Sanic app name (unique per
+    frame_origins: sites that may frame the widget via embed.js (added to `frame_origins` in
+    credentials.yml; default: any site, so embed.js works on every page). Separate from CORS:
+    the framed widget talks to its own server, so framing needs no CORS origin and a CORS
+    origin does not imply framing. `/` itself can never be framed. name: the Sanic app name (unique per
     process; made up when not given -- worker processes must rebuild the same name).
     """
     from bot.agent import UserMessage  # the engine; imported late so `bot.server` stays cheap
@@ -83,7 +86,8 @@ def create_app(agent: Any, credentials: dict[str, Any] | None = None, *, token: 
                                           if o not in (cors_origins or [])]
     cors = Cors(tuple(origins))
     limiter = parse_rate_limit(rate_limit)
-    frames = frame_origins if frame_origins is not None else origins
+    frames = list(frame_origins or []) + [o for o in cors_from_credentials(credentials, "frame_origins")
+                                           if o not in (frame_origins or [])]
     frame_ancestors = "*" if not frames or "*" in frames else " ".join(frames)
 
     # configure_logging=False: Sanic's records go to the root logger that `bot` configures,
@@ -252,8 +256,9 @@ def serve(root: Path | str = ".", host: str = "127.0.0.1", port: int = 5005, wor
     opts = {k: v for k, v in opts.items() if v is not None}
     if "auth_token" in opts:  # `bot run --auth-token`
         opts["token"] = opts.pop("auth_token")
-    if isinstance(opts.get("cors_origins"), str):
-        opts["cors_origins"] = [o.strip() for o in opts["cors_origins"].split(",") if o.strip()]
+    for key in ("cors_origins", "frame_origins"):
+        if isinstance(opts.get(key), str):
+            opts[key] = [o.strip() for o in opts[key].split(",") if o.strip()]
     opts.setdefault("token", os.environ.get("BACKLINE_AUTH_TOKEN") or None)
     opts.setdefault("rate_limit", os.environ.get("BACKLINE_RATE_LIMIT") or None)  # e.g. "30/60"
     known = {"token", "cors_origins", "max_request_bytes", "rate_limit", "frame_origins"}  # + name

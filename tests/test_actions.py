@@ -174,7 +174,23 @@ def test_triage_result_names_the_article_condition(executor, domain, message, ex
     assert REFERRAL.search(body) and SAFETY_NET in body
     assert_never_diagnoses(texts)
     assert_no_dose(texts)
-    assert result.responses[-1]["response"] == "utter_offer_summary"
+    assert SAFETY_NET in result.responses[-1]["text"], "the summary offer is a rule step of its own"
+
+
+@pytest.mark.parametrize("action, level", [("action_triage_result", "urgent"),
+                                           ("action_self_care", "urgent"),
+                                           ("action_visit_summary", "emergency")])
+def test_action_texts_carry_the_numbers_themselves(executor, domain, action, level) -> None:
+    """Real Rasa sends an action's text as it is (only domain responses are templated): the
+    emergency number must be in the text, not a {placeholder} the user would see."""
+    slots = {"emergency_number": "112", "crisis_line": "116 123", "triage_level": level,
+             "red_flags": ["fever"] if level == "urgent" else ["bladder_bowel"]}
+    result = run(executor, action, make_tracker(domain, ["my back hurts"], slots=slots), domain)
+    body = "\n".join(texts_of(result))
+    assert "{" not in body and "}" not in body, body
+    assert "112" in body
+    if action == "action_visit_summary":
+        assert "112" in result.responses[1]["custom"]["visit_summary"]["advice"]
 
 
 @pytest.mark.parametrize(
@@ -217,7 +233,7 @@ def test_nothing_matches_gives_general_article_causes_and_still_refers(executor,
     "slots, level, must_say",
     [
         ({"triage_level": "urgent", "red_flags": ["fever"]}, "urgent", "today or within the next 24 hours"),
-        ({"triage_level": "emergency", "red_flags": ["bladder_bowel"]}, "emergency", "call {emergency_number}"),
+        ({"triage_level": "emergency", "red_flags": ["bladder_bowel"]}, "emergency", "call 911"),
     ],
 )
 def test_referral_follows_the_triage_level(executor, domain, slots, level, must_say) -> None:
@@ -378,6 +394,10 @@ def test_visit_summary(executor, domain) -> None:
     assert "New trouble peeing or controlling bladder or bowels: absent" in text
     assert "Pain at night or at rest: not asked" in text
     assert "muscle strain" in text and "within 24 hours" in text
+    # Markdown renderers (rasa-webchat, chatroom) fold single newlines: every line break is a
+    # hard break ("  \n") or a paragraph break ("\n\n", where channels split messages)
+    assert re.findall(r"(?<!  )(?<!\n)\n(?!\n)", text) == [], text
+    assert text.count("  \n") >= 8
     assert_never_diagnoses([text])
     payload = result.responses[1]["custom"]["visit_summary"]
     assert payload["triage_level"] == "urgent" and payload["red_flags"] == ["fever"]

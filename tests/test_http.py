@@ -19,6 +19,7 @@ from bot.server import create_app
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "s3cret-token"
 ALLOWED_ORIGIN = "http://clinic.example"
+FRAMING_SITE = "https://practice.example"
 MESSAGE_KEYS = {"recipient_id", "text", "buttons", "image", "attachment", "custom"}
 
 
@@ -30,6 +31,8 @@ def server(tmp_path_factory: pytest.TempPathFactory):
             url=loop.start(create_app(agent, {"rest": None}, max_request_bytes=200_000)),
             secured=loop.start(create_app(agent, {"rest": None, "cors_origins": [ALLOWED_ORIGIN]},
                                           token=TOKEN, rate_limit="4/60")),
+            framed=loop.start(create_app(agent, {"rest": {"frame_origins": [FRAMING_SITE]}},
+                                         frame_origins=["https://second.example"])),
         )
 
 
@@ -317,6 +320,20 @@ def test_pages_carry_security_headers(client):
     assert "frame-ancestors" in frame.headers["content-security-policy"]
     api = client.get("/health")
     assert api.headers["x-content-type-options"] == "nosniff"
+
+
+def test_framing_is_set_apart_from_cors(server):
+    def frame_csp(url: str) -> str:
+        response = httpx.get(f"{url}/widget/frame", timeout=30)
+        assert response.status_code == 200
+        return response.headers["content-security-policy"]
+
+    # a CORS origin neither limits nor grants framing: embed.js works on any page by default
+    assert "frame-ancestors *" in frame_csp(server.secured)
+    # `frame_origins` (credentials.yml, here under `rest:`) plus --frame-origins: exactly those
+    assert "frame-ancestors https://second.example https://practice.example" in frame_csp(server.framed)
+    page = httpx.get(f"{server.framed}/", timeout=30).headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in page, "the page itself is never framed"
 
 
 def test_widget_files_and_embed_script(client):

@@ -31,7 +31,7 @@ TEXTS = _texts()
 def test_domain_has_responses() -> None:
     assert len(TEXTS) >= 20
     names = {name.split("[")[0] for name, _ in TEXTS}
-    assert {"utter_cannot_diagnose", "utter_medication", "utter_guarded"} <= names
+    assert {"utter_cannot_diagnose", "utter_medication", "utter_emergency", "utter_crisis"} <= names
 
 
 @pytest.mark.parametrize("name,text", TEXTS, ids=[n for n, _ in TEXTS])

@@ -16,12 +16,14 @@ from types import SimpleNamespace
 import httpx
 import pytest
 import socketio
+import websockets
 
 from bot.channels.socketio import socketio_messages, verify_jwt
 from bot.server import ServerLoop, create_app, load_credentials
 
 ROOT = Path(__file__).resolve().parents[1]
 JWT_KEY = "jwt-test-key"
+OTHER_SITE = "https://clinic.example"
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +41,10 @@ def server(tmp_path_factory: pytest.TempPathFactory):
                                              "metadata_key": "customData"}}
     loop = ServerLoop()
     webchat_app = create_app(agent, webchat)
+    # engine.io notices a vanished client only at a missed ping: 1 s + 1 s here, 25 + 20 s default
+    fast_ping_app = create_app(agent, {"socketio": {"session_persistence": True}})
+    fast_ping_app.ctx.socketio.sio.eio.ping_interval = 1
+    fast_ping_app.ctx.socketio.sio.eio.ping_timeout = 1
     try:
         yield SimpleNamespace(
             loop=loop,
@@ -49,6 +55,9 @@ def server(tmp_path_factory: pytest.TempPathFactory):
                                                            "jwt_key": JWT_KEY}})),
             limited=loop.start(create_app(agent, {"socketio": {"session_persistence": True}},
                                           rate_limit="2/60")),
+            cors=loop.start(create_app(agent, {"socketio": {"session_persistence": True}},
+                                       cors_origins=[OTHER_SITE])),
+            fast_ping=loop.start(fast_ping_app),
         )
     finally:
         try:
@@ -296,3 +305,214 @@ def test_replies_for_a_disconnected_session_arrive_at_its_next_session_request(s
             await chat.close()
 
     assert not asyncio.run(again())
+
+
+# -- delivery when sockets close (graceful and abrupt), CORS, null messages --------------------
+
+class RawPollingClient:
+    """engine.io v4 long-polling spoken by hand, so a test can vanish without a close packet
+    (a killed tab, a dropped network) -- python-socketio's client always closes politely."""
+
+    def __init__(self, url: str) -> None:
+        self.http = httpx.AsyncClient(base_url=url, timeout=30)
+        self.sid = ""
+
+    async def open(self) -> None:
+        r = await self.http.get("/socket.io/", params={"EIO": "4", "transport": "polling"})
+        self.sid = json.loads(r.text[1:])["sid"]
+        await self.send("40")
+        r = await self.poll()
+        assert r.startswith("40"), r
+
+    async def send(self, *packets: str) -> None:
+        r = await self.http.post("/socket.io/", params={"EIO": "4", "transport": "polling",
+                                                        "sid": self.sid},
+                                 content="\x1e".join(packets))
+        assert r.status_code == 200, r.text
+
+    async def emit(self, event: str, data: dict) -> None:
+        await self.send("42" + json.dumps([event, data]))
+
+    async def poll(self) -> str:
+        r = await self.http.get("/socket.io/", params={"EIO": "4", "transport": "polling",
+                                                       "sid": self.sid})
+        return r.text
+
+    async def vanish(self) -> None:
+        await self.http.aclose()  # no close packet, no more polls
+
+
+async def _replies_after_session_request(url: str, session_id: str, wait: float) -> list:
+    chat = await Chat(url).connect()
+    await chat.session(session_id)
+    got = []
+    try:
+        while True:
+            got.append(await asyncio.wait_for(chat.bot.get(), wait))
+            wait = 1.0  # the rest follows at once
+    except asyncio.TimeoutError:
+        pass
+    await chat.close()
+    return got
+
+
+def _events(url: str, sender: str) -> list:
+    found = httpx.get(f"{url}/conversations/{sender}/tracker", timeout=30)
+    return found.json()["events"] if found.status_code == 200 else []
+
+
+@pytest.mark.parametrize("transport", ["polling", "websocket"])
+def test_a_message_sent_just_before_a_close_is_answered_and_its_reply_kept(server, transport):
+    """Send, then close at once (over long-polling: the message and the close packet in one
+    request): the message is processed -- no 'Session not found' -- and its reply waits for
+    the session's next socket."""
+    session_id = f"sio-send-and-close-{transport}"
+    message = {"message": "what does the longissimus do?", "session_id": session_id}
+
+    async def run() -> list:
+        if transport == "polling":
+            raw = RawPollingClient(server.url)
+            await raw.open()
+            await raw.emit("session_request", {"session_id": session_id})
+            assert session_id in await raw.poll()
+            await raw.send("42" + json.dumps(["user_uttered", message]), "41", "1")
+            await raw.vanish()
+        else:
+            url = server.url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket"
+            async with websockets.connect(url) as ws:
+                assert (await ws.recv()).startswith("0")
+                await ws.send("40")
+                assert (await ws.recv()).startswith("40")
+                await ws.send("42" + json.dumps(["session_request", {"session_id": session_id}]))
+                assert session_id in await ws.recv()
+                await ws.send("42" + json.dumps(["user_uttered", message]))
+                await ws.send("41")
+        for _ in range(150):  # the turn finishes in the background
+            if any(e["event"] == "bot" for e in _events(server.url, session_id)):
+                break
+            await asyncio.sleep(0.1)
+        return await _replies_after_session_request(server.url, session_id, 10)
+
+    replies = asyncio.run(run())
+    users = [e["text"] for e in _events(server.url, session_id) if e["event"] == "user"]
+    assert users == ["what does the longissimus do?"], "the message was processed"
+    assert any("longissimus" in r.get("text", "").lower() for r in replies), replies
+
+
+def test_replies_sent_to_a_socket_that_vanished_unnoticed_arrive_on_the_next_one(server):
+    """The client disappears mid-turn without a close packet: the server emits into the dead
+    socket (it has not noticed yet); once a ping goes unanswered the replies are delivered to
+    the session's next socket instead of being lost."""
+    session_id = "sio-vanished-1"
+
+    async def run() -> list:
+        raw = RawPollingClient(server.fast_ping)
+        await raw.open()
+        await raw.emit("session_request", {"session_id": session_id})
+        assert session_id in await raw.poll()
+        await raw.emit("user_uttered", {"message": "my lower back hurts", "session_id": session_id})
+        await raw.vanish()
+        await asyncio.sleep(4)  # past ping interval + timeout: the server has noticed
+        return await _replies_after_session_request(server.fast_ping, session_id, 10)
+
+    replies = asyncio.run(run())
+    texts = [r.get("text", "") for r in replies]
+    assert any("sorry your back" in t for t in texts), texts
+    assert len(texts) == len(set(texts)), "each reply once"
+
+
+def test_replies_reach_a_reload_that_came_before_the_server_noticed_the_old_socket(server):
+    """A reload: the new socket joins while the old one is still thought alive and the turn's
+    replies go to the old one only; when its ping times out, the new socket gets them."""
+    session_id = "sio-reload-1"
+
+    async def run() -> list:
+        raw = RawPollingClient(server.fast_ping)
+        await raw.open()
+        await raw.emit("session_request", {"session_id": session_id})
+        assert session_id in await raw.poll()
+        await raw.emit("user_uttered", {"message": "hello", "session_id": session_id})
+        await asyncio.sleep(1.0)  # the replies are emitted to the old socket, never collected
+        await raw.vanish()
+        chat = await Chat(server.fast_ping).connect()
+        await chat.session(session_id)
+        got = []
+        try:
+            while True:
+                got.append(await asyncio.wait_for(chat.bot.get(), 15))
+        except asyncio.TimeoutError:
+            pass
+        await chat.close()
+        return got
+
+    texts = [r.get("text", "") for r in asyncio.run(run())]
+    assert any("not a doctor" in t for t in texts), texts
+    assert len(texts) == len(set(texts)), "each reply once"
+
+
+def test_replies_to_a_socket_that_closed_gracefully_after_reading_are_not_repeated(server):
+    session_id = "sio-no-repeat-1"
+
+    async def run() -> list:
+        first = await Chat(server.url, ["polling"]).connect()
+        await first.session(session_id)
+        assert await first.say("hello", session_id)
+        await first.close()
+        return await _replies_after_session_request(server.url, session_id, 2)
+
+    assert asyncio.run(run()) == []
+
+
+@pytest.mark.parametrize("origin, allowed", [
+    ("own", True), (OTHER_SITE, True), ("https://elsewhere.example", False)])
+def test_cors_origins_add_sites_without_locking_out_the_own_origin(server, origin, allowed):
+    headers = {"Origin": server.cors if origin == "own" else origin}
+
+    async def run() -> bool:
+        chat = Chat(server.cors, ["polling"])
+        try:
+            await chat.connect(headers=headers)
+        except socketio.exceptions.ConnectionError:
+            return False
+        confirmed = await chat.session("sio-cors-1") == "sio-cors-1"
+        await chat.close()
+        return confirmed
+
+    assert asyncio.run(run()) is allowed
+
+
+def test_the_own_origin_behind_a_reverse_proxy_is_allowed(server):
+    """A proxy at https://clinic.example/backline/ forwards with X-Forwarded-Host/-Proto: the
+    page's origin is then the proxy's, and counts as the server's own."""
+    headers = {"Origin": "https://clinic-proxy.example", "X-Forwarded-Host": "clinic-proxy.example",
+               "X-Forwarded-Proto": "https"}
+
+    async def run() -> str:
+        chat = await Chat(server.cors, ["polling"]).connect(headers=headers)
+        confirmed = await chat.session("sio-proxy-1")
+        await chat.close()
+        return confirmed
+
+    assert asyncio.run(run()) == "sio-proxy-1"
+
+
+def test_a_null_message_is_ignored_like_rasa_does(server):
+    """rasa-webchat without initPayload sends `message: null`: no error event, no turn."""
+    session_id = "sio-null-1"
+
+    async def run() -> tuple[list, list]:
+        chat = await Chat(server.url).connect()
+        errors: list = []
+        chat.sio.on("error", errors.append)
+        await chat.session(session_id)
+        await chat.sio.emit("user_uttered", {"message": None, "session_id": session_id})
+        await chat.sio.emit("user_uttered", {"session_id": session_id})
+        await asyncio.sleep(1.0)
+        replies = await chat.say("hello", session_id)
+        await chat.close()
+        return errors, replies
+
+    errors, replies = asyncio.run(run())
+    assert errors == [] and replies
+    users = [e["text"] for e in tracker(server.url, session_id)["events"] if e["event"] == "user"]
+    assert users == ["hello"]

@@ -198,6 +198,63 @@ def test_reload_continues_the_conversation(page):
     assert page.locator(".choices").count() <= 1, "only the latest quick replies stay"
 
 
+def test_reload_does_not_bring_back_answered_quick_replies(page):
+    opened(page)
+    click_choice(page, "My back hurts")
+    assert "Lower back" in latest_choices(page)
+    send_text(page, "lower back")              # answered by typing: the buttons go away
+    assert latest_choices(page) == []
+    count = page.locator(".message").count()
+    page.reload()
+    page.wait_for_function("n => document.querySelectorAll('.message').length >= n", arg=count)
+    assert latest_choices(page) == [], "quick replies a user turn already answered stay gone"
+    send_text(page, "about two weeks")         # and the conversation goes on from there
+    assert "0 (no pain) to 10" in bot_texts(page)[-1]
+
+
+def test_message_input_is_16px_on_a_phone_so_ios_does_not_zoom(page):
+    opened(page)
+    size = page.evaluate("() => parseFloat(getComputedStyle(document.getElementById('message')).fontSize)")
+    assert size >= 16, size
+
+
+def test_works_under_a_reverse_proxy_sub_path(browser, base_url):
+    """Served at https://site/backline/ by a reverse proxy: every URL the page, the widget and
+    embed.js use must stay under the sub-path. The browser's router plays the proxy; anything
+    outside /backline/ fails."""
+    context = browser.new_context(viewport={"width": 360, "height": 740})
+    outside: list[str] = []
+
+    def refuse(route) -> None:
+        outside.append(route.request.url)
+        route.abort()
+
+    def proxy(route) -> None:
+        upstream = route.request.url.replace("/backline/", "/", 1)
+        route.fulfill(response=route.fetch(url=upstream))
+
+    context.route(f"{base_url}/**", refuse)
+    context.route(f"{base_url}/backline/**", proxy)  # the later route is matched first
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    try:
+        page.goto(f"{base_url}/backline/")
+        opened(page)
+        send_text(page, "my lower back hurts")
+        assert "sorry your back" in " ".join(bot_texts(page)).lower()
+        page.goto(f"{base_url}/backline/widget/frame")
+        opened(page)
+        assert outside == [], outside
+        embed = page.evaluate("""async (src) => {
+            const s = document.createElement('script'); s.src = src;
+            await new Promise(r => { s.onload = r; document.body.appendChild(s); });
+            return document.getElementById('backline-chat-frame').src; }""",
+            f"{base_url}/backline/widget/embed.js")
+        assert embed == f"{base_url}/backline/widget/frame"
+    finally:
+        context.close()
+
+
 def test_typing_indicator_shows_while_waiting(page):
     opened(page)
     page.evaluate("""() => {

@@ -14,6 +14,11 @@ socket of that session joins its room -- `enter_room` is awaited, unlike Rasa 3.
 whose replies never arrive. Without persistence the socket id is the conversation id.
 Replies for a session with no socket connected (the page was reloading, the network dropped)
 are kept, a few per session for a few minutes, and delivered at its next `session_request`.
+So are replies sent to a socket shortly before the server noticed it had gone (an abrupt close
+is only noticed at the next missed ping): they may never have arrived, so they are delivered
+again at the next `session_request` -- a possible repeat rather than a lost reply.
+A message whose socket closed straight after sending it is still answered (Rasa does the same);
+the reply waits for the session's next socket.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import logging
 import time
 import uuid
 from collections import OrderedDict, deque
+from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
 import socketio
@@ -43,6 +49,15 @@ _JWT_HASHES = {"HS256": hashlib.sha256, "HS384": hashlib.sha384, "HS512": hashli
 PENDING_PER_SESSION = 50
 PENDING_SECONDS = 300.0
 PENDING_SESSIONS = 1000
+
+
+@dataclass(frozen=True)
+class _Sent:
+    """A reply emitted to a session's sockets `to` at monotonic time `at`."""
+
+    at: float
+    payload: Any
+    to: frozenset[str]
 
 
 def socketio_messages(bot_message: dict[str, Any]) -> list[dict[str, Any]]:
@@ -117,13 +132,36 @@ class SocketIOChannel:
         self.max_message_bytes = max_message_bytes
         self.rate_limiter = rate_limiter
         self._pending: OrderedDict[str, deque[tuple[float, Any]]] = OrderedDict()
-        # python-socketio: None = same origin only, "*" = any, list = those.
-        if isinstance(cors_origins, list) and "*" in cors_origins:
-            cors_origins = "*"
+        # Which session each socket joined, and what was sent to it lately (for re-delivery).
+        # Kept here, not in python-socketio's per-socket session, which is gone at disconnect.
+        self._joined: dict[str, str] = {}
+        self._recent: OrderedDict[str, deque[_Sent]] = OrderedDict()
+        if isinstance(cors_origins, str):
+            cors_origins = [cors_origins]
+        self.cors_origins = list(cors_origins or [])
         self.sio = socketio.AsyncServer(
-            async_mode="sanic", cors_allowed_origins=cors_origins or None,
+            async_mode="sanic", cors_allowed_origins=self._origin_allowed,
             max_http_buffer_size=max_message_bytes, logger=False, engineio_logger=False)
         self._register()
+
+    @property
+    def _keep_window(self) -> float:
+        """How long a sent reply is remembered: engine.io notices a client that vanished
+        without a word after ping interval + timeout, checked on a cycle of its own -- twice
+        that covers both."""
+        return 2 * (float(self.sio.eio.ping_interval) + float(self.sio.eio.ping_timeout))
+
+    def _origin_allowed(self, origin: str | None, environ: dict[str, Any]) -> bool:
+        """The page's own origin always (the built-in widget, same-origin widgets), plus the
+        configured CORS origins (`*` = any). python-socketio alone would drop the own origin
+        as soon as a list is given."""
+        if not origin or "*" in self.cors_origins or origin.rstrip("/") in self.cors_origins:
+            return True
+        hosts = {environ.get("HTTP_HOST", "")}
+        hosts.update(h.split(",")[0].strip() for h in [environ.get("HTTP_X_FORWARDED_HOST", "")] if h)
+        schemes = {environ.get("wsgi.url_scheme", "http")}
+        schemes.update(p.split(",")[0].strip() for p in [environ.get("HTTP_X_FORWARDED_PROTO", "")] if p)
+        return origin in {f"{scheme}://{host}" for scheme in schemes for host in hosts if host}
 
     @classmethod
     def from_credentials(cls, handle: Handler, credentials: dict[str, Any] | None, *,
@@ -132,6 +170,7 @@ class SocketIOChannel:
                          rate_limiter: RateLimiter | None = None) -> "SocketIOChannel":
         creds = dict(credentials or {})
         creds.pop("cors_origins", None)
+        creds.pop("frame_origins", None)
         known = {"user_message_evt", "bot_message_evt", "session_persistence", "socketio_path",
                  "namespace", "jwt_key", "jwt_method", "metadata_key"}
         unknown = set(creds) - known
@@ -164,21 +203,69 @@ class SocketIOChannel:
             if not isinstance(session_id, str) or not session_id or len(session_id) > 256:
                 session_id = uuid.uuid4().hex
             if self.session_persistence:
-                await sio.enter_room(sid, session_id, namespace=ns)
-                async with sio.session(sid, namespace=ns) as session:
-                    session["session_id"] = session_id
+                await self._join(sid, session_id)
             await sio.emit("session_confirm", session_id, room=sid, namespace=ns)
             if self.session_persistence:
                 await self._deliver_pending(session_id)
 
         @sio.on(self.user_message_evt, namespace=ns)
         async def user_message(sid: str, data: Any = None) -> None:
-            await self._on_user_message(sid, data)
+            try:
+                await self._on_user_message(sid, data)
+            except Exception:  # never an unretrieved task exception; the log says what failed
+                logger.exception("socket.io message handling failed")
+
+        @sio.on("disconnect", namespace=ns)
+        async def disconnect(sid: str, reason: Any = None) -> None:
+            await self._forget_socket(sid, reason)
+
+    async def _join(self, sid: str, session_id: str) -> None:
+        if self._joined.get(sid) == session_id or not self.sio.manager.is_connected(
+                sid, self.namespace or "/"):
+            return  # already in, or already gone (its replies wait for the next socket)
+        self._joined[sid] = session_id
+        await self.sio.enter_room(sid, session_id, namespace=self.namespace)
+
+    async def _forget_socket(self, sid: str, reason: Any) -> None:
+        """A socket went away: replies sent only to it just before may not have arrived; they
+        go to the session's other sockets, or wait for its next one."""
+        session_id = self._joined.pop(sid, None)
+        recent = self._recent.get(session_id or "")
+        if not recent:
+            return
+        ns = self.namespace or "/"
+        eio_socket = self._eio_socket(sid, ns)
+        if eio_socket is not None and not getattr(eio_socket, "upgraded", False):
+            # long-polling: what sat in the queue was never collected; the rest was
+            count, window = eio_socket.queue.qsize(), self._keep_window
+        elif reason == self.sio.reason.PING_TIMEOUT:
+            # a websocket gone silent: anything since its last pong may be lost
+            count, window = len(recent), self._keep_window
+        else:  # a websocket closed and noticed at once: what it was sent, it got
+            count, window = 0, 0.0
+        now = time.monotonic()
+        again = [item for item in recent if sid in item.to and now - item.at <= window
+                 and not any(other != sid and self.sio.manager.is_connected(other, ns)
+                             for other in item.to)][-count:] if count else []
+        for item in again:
+            recent.remove(item)
+        if not recent:
+            self._recent.pop(session_id, None)
+        for item in again:
+            await self._emit(session_id, item.payload, kept_at=item.at)
+
+    def _eio_socket(self, sid: str, ns: str) -> Any:
+        eio_sid = self.sio.manager.eio_sid_from_sid(sid, ns)
+        return self.sio.eio.sockets.get(eio_sid) if eio_sid else None
 
     async def _on_user_message(self, sid: str, data: Any) -> None:
-        sio, ns = self.sio, self.namespace
         if not isinstance(data, dict):
             await self._error(sid, "user message must be an object with `message`")
+            return
+        text = data.get("message")
+        if text is None:
+            # Rasa ignores a missing or null message (rasa-webchat without initPayload sends
+            # `message: null`); an error event here would be the only thing such a client shows.
             return
         if self.session_persistence:
             session_id = data.get("session_id")
@@ -186,16 +273,12 @@ class SocketIOChannel:
                 logger.warning("socket.io message without a session_id ignored; "
                                "send `session_request` first")
                 return
-            async with sio.session(sid, namespace=ns) as session:
-                joined = session.get("session_id")
-            if joined != session_id:  # a client that skipped session_request still gets replies
-                await sio.enter_room(sid, session_id, namespace=ns)
-                async with sio.session(sid, namespace=ns) as session:
-                    session["session_id"] = session_id
+            # a client that skipped session_request still gets replies; a socket that closed
+            # right after sending still gets its message answered (kept for the next socket)
+            await self._join(sid, session_id)
             sender, room = session_id, session_id
         else:
             sender, room = sid, sid
-        text = data.get("message", "")
         if not isinstance(text, str) or not text.strip():
             await self._error(sid, "`message` must be a non-empty string")
             return
@@ -233,20 +316,37 @@ class SocketIOChannel:
             else:
                 await self._emit(room, custom)
 
-    async def _emit(self, room: str, payload: Any) -> None:
-        if self.session_persistence and not self._has_listeners(room):
-            self._keep(room, payload)
+    async def _emit(self, room: str, payload: Any, kept_at: float | None = None) -> None:
+        if not self.session_persistence:
+            await self.sio.emit(self.bot_message_evt, payload, room=room, namespace=self.namespace)
             return
+        listeners = self._listeners(room)
+        if not listeners:
+            self._keep(room, payload, kept_at)
+            return
+        now = time.monotonic()
+        recent = self._recent.pop(room, None) or deque(maxlen=PENDING_PER_SESSION)
+        while recent and now - recent[0].at > self._keep_window:
+            recent.popleft()
+        recent.append(_Sent(now, payload, frozenset(listeners)))
+        self._recent[room] = recent  # most recently used last
+        while len(self._recent) > PENDING_SESSIONS:
+            self._recent.popitem(last=False)
         await self.sio.emit(self.bot_message_evt, payload, room=room, namespace=self.namespace)
 
-    def _has_listeners(self, room: str) -> bool:
-        participants = self.sio.manager.get_participants(self.namespace or "/", room)
-        return next(iter(participants), None) is not None
+    def _listeners(self, room: str) -> list[str]:
+        ns = self.namespace or "/"
+        return [sid for sid, _ in self.sio.manager.get_participants(ns, room)
+                if self.sio.manager.is_connected(sid, ns)]
 
-    def _keep(self, session_id: str, payload: Any) -> None:
+    def _has_listeners(self, room: str) -> bool:
+        return bool(self._listeners(room))
+
+    def _keep(self, session_id: str, payload: Any, at: float | None = None) -> None:
         queue = self._pending.pop(session_id, None) or deque(maxlen=PENDING_PER_SESSION)
-        queue.append((time.monotonic(), payload))
-        self._pending[session_id] = queue  # most recently used last
+        queue.append((time.monotonic() if at is None else at, payload))
+        self._pending[session_id] = deque(sorted(queue, key=lambda item: item[0]),
+                                          maxlen=PENDING_PER_SESSION)  # in the order sent
         while len(self._pending) > PENDING_SESSIONS:
             self._pending.popitem(last=False)
 
@@ -255,8 +355,7 @@ class SocketIOChannel:
         now = time.monotonic()
         for kept_at, payload in queue or ():
             if now - kept_at <= PENDING_SECONDS:
-                await self.sio.emit(self.bot_message_evt, payload, room=session_id,
-                                    namespace=self.namespace)
+                await self._emit(session_id, payload)
 
     async def _error(self, sid: str, message: str, **extra: Any) -> None:
         payload = {"error": message, **{k: v for k, v in extra.items() if v is not None}}

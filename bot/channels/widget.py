@@ -83,18 +83,26 @@ def widget_blueprint(tracker_of: StateFn, settings: dict[str, Any]) -> Blueprint
         resp.headers["Cache-Control"] = "no-cache"
         return resp
 
+    def serve_page(static_prefix: str) -> HTTPResponse:
+        # Links relative to the page's own URL (no leading "/"), so the page works under any
+        # reverse-proxy sub-path: "widget/..." from "/", "..." from "/widget/frame".
+        body, ctype = files["index.html"]
+        resp = response.raw(body.replace(b"{static}", static_prefix.encode()), content_type=ctype)
+        resp.headers["Cache-Control"] = "no-cache"
+        return resp
+
     @bp.route("/", methods=["GET", "HEAD"])
     async def page(request: Request) -> HTTPResponse:
-        return serve_file("index.html")
+        return serve_page("widget/")
 
     @bp.route("/widget/frame", methods=["GET", "HEAD"])
     async def frame(request: Request) -> HTTPResponse:
-        return serve_file("index.html")  # the server lets other sites frame this path only
+        return serve_page("")  # the server lets other sites frame this path only
 
     @bp.route("/widget/<name:str>", methods=["GET", "HEAD"])
     async def static(request: Request, name: str) -> HTTPResponse:
         if name == "index.html":
-            return serve_file("index.html")
+            return serve_page("")
         if name.endswith(".html"):
             raise ApiError(404, f"no widget file named {name!r}", "NotFound")
         resp = serve_file(name)

@@ -8,7 +8,8 @@
   var script = document.currentScript;
   if (!script || window.__backlineEmbedded) return;
   window.__backlineEmbedded = true;
-  var origin = new URL(script.src, window.location.href).origin;
+  // The frame next to this script (<base>/widget/frame): works under a reverse-proxy sub-path.
+  var frameUrl = new URL("frame", new URL(script.src, window.location.href)).href;
 
   function style(el, props) {
     Object.keys(props).forEach(function (k) { el.style[k] = props[k]; });
@@ -30,7 +31,7 @@
   var frame = document.createElement("iframe");
   frame.id = "backline-chat-frame";
   frame.title = "Backline chat";
-  frame.src = origin + "/widget/frame";
+  frame.src = frameUrl;
   frame.hidden = true;
   style(frame, {
     position: "fixed", right: "16px", bottom: "72px", zIndex: "2147483000",

@@ -5,7 +5,10 @@
   "use strict";
 
   var STORAGE_KEY = "backline.session_id";
-  var WEBHOOK = "/webhooks/rest/webhook";
+  // Paths relative to this script (<base>/widget/widget.js), so the widget also works behind a
+  // reverse proxy that serves Backline under a sub-path such as https://example.org/backline/.
+  var BASE = new URL("../", document.currentScript.src).href;
+  var WEBHOOK = BASE + "webhooks/rest/webhook";
 
   var log = document.getElementById("log");
   var form = document.getElementById("composer");
@@ -214,7 +217,7 @@
   }
 
   function fetchState() {
-    return fetch("/widget/state/" + encodeURIComponent(sessionId), {
+    return fetch(BASE + "widget/state/" + encodeURIComponent(sessionId), {
       headers: { "Accept": "application/json" }
     }).then(function (r) { return r.ok ? r.json() : null; })
       .catch(function () { return null; });
@@ -285,8 +288,10 @@
         return send("/greet", null);
       }
       state.messages.forEach(function (m) {
-        if (m.from === "user") bubble("user", m.text || "");
-        else if (m.from === "bot") showBot(m);
+        if (m.from === "user") {
+          removeChoices();   // answered quick replies do not come back, as during the chat
+          bubble("user", m.text || "");
+        } else if (m.from === "bot") showBot(m);
       });
       // only the latest reply's quick replies stay usable
       var groups = log.querySelectorAll(".choices");
