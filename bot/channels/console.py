@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 import sys
 import textwrap
@@ -10,6 +11,7 @@ import uuid
 from typing import Any, TextIO
 
 RESET, BOT, USER, DIM, ALERT = "\033[0m", "\033[1;36m", "\033[1;32m", "\033[2m", "\033[1;31m"
+CHOICES = re.compile(r"\d+(?:\s*(?:,|and|&|\s)\s*\d+)*")      # "2", "1,3", "1 and 4"
 HELP = "Type a message. A number picks a button. /restart starts over, Ctrl-D (or /quit) quits."
 
 
@@ -20,12 +22,14 @@ class Console:
         self.out = out
         self.color = color
         self.buttons: list[dict[str, Any]] = []
+        self.multiselect = False        # the latest choices allow several ("1,3")
 
     def _paint(self, code: str, text: str) -> str:
         return f"{code}{text}{RESET}" if self.color else text
 
     def show(self, replies: list[dict[str, Any]]) -> None:
         self.buttons = []
+        self.multiselect = False
         for reply in replies:
             text = reply.get("text")
             if text:
@@ -38,6 +42,9 @@ class Console:
             for button in reply.get("buttons") or []:
                 self.buttons.append(button)
                 self.out.write(self._paint(DIM, f"  {len(self.buttons)}. {button.get('title')}") + "\n")
+            if (reply.get("custom") or {}).get("multiselect") and reply.get("buttons"):
+                self.multiselect = True
+                self.out.write(self._paint(DIM, "  (choose all that apply: type the numbers, like 1,3)") + "\n")
         self.out.flush()
 
     def _wrap(self, text: str) -> str:
@@ -49,10 +56,13 @@ class Console:
                          for part in text.split("\n"))
 
     def resolve(self, line: str) -> str:
-        """A number picks a button's payload; anything else is sent as typed."""
+        """A number picks a button's payload (several, like "1,3", where the choices allow it:
+        their payloads joined with "; "); anything else is sent as typed."""
         stripped = line.strip()
-        if stripped.isdigit() and 1 <= int(stripped) <= len(self.buttons):
-            return self.buttons[int(stripped) - 1].get("payload") or stripped
+        numbers = [int(n) for n in re.findall(r"\d+", stripped)] if CHOICES.fullmatch(stripped) else []
+        if numbers and all(1 <= n <= len(self.buttons) for n in numbers) and (len(numbers) == 1 or self.multiselect):
+            picked = [self.buttons[n - 1].get("payload") or self.buttons[n - 1].get("title") for n in dict.fromkeys(numbers)]
+            return "; ".join(picked)
         return stripped
 
     async def send(self, text: str) -> None:

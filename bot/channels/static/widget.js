@@ -158,7 +158,11 @@
       img.alt = "Image from Backline";
       wrapper.appendChild(img);
     }
-    if (message.buttons && message.buttons.length) {
+    var several = message.custom && typeof message.custom === "object" && message.custom.multiselect;
+    if (message.buttons && message.buttons.length && several) {
+      wrapper = wrapper || bubble("bot", "");
+      wrapper.appendChild(multiChoice(message.buttons));
+    } else if (message.buttons && message.buttons.length) {
       wrapper = wrapper || bubble("bot", "");
       var group = document.createElement("div");
       group.className = "choices";
@@ -189,6 +193,46 @@
     }
     scrollToEnd();
     return wrapper;
+  }
+
+  /* Choose-all-that-apply: toggles plus a Send button; "None of these" sends at once. The
+     chosen payloads go as one message joined with "; " (the server reads each one). */
+  function multiChoice(buttons) {
+    var group = document.createElement("div");
+    group.className = "choices multi";
+    group.setAttribute("role", "group");
+    group.setAttribute("aria-label", "Choose all that apply");
+    var chosen = [];
+    var sendButton = document.createElement("button");
+    buttons.forEach(function (button) {
+      var payload = button.payload || button.title;
+      var none = /^none\b/i.test(payload);
+      var b = document.createElement("button");
+      b.type = "button";
+      b.className = "choice";
+      b.textContent = button.title;
+      if (!none) { b.setAttribute("aria-pressed", "false"); }
+      b.addEventListener("click", function () {
+        if (none) { send(payload, button.title, { fromChoice: true }); return; }
+        var at = chosen.indexOf(button);
+        if (at >= 0) { chosen.splice(at, 1); } else { chosen.push(button); }
+        b.setAttribute("aria-pressed", at >= 0 ? "false" : "true");
+        sendButton.disabled = chosen.length === 0;
+      });
+      group.appendChild(b);
+    });
+    sendButton.type = "button";
+    sendButton.className = "choice send-choices";
+    sendButton.textContent = "Send my answer";
+    sendButton.disabled = true;
+    sendButton.addEventListener("click", function () {
+      if (!chosen.length) { return; }
+      var payloads = chosen.map(function (c) { return c.payload || c.title; });
+      var titles = chosen.map(function (c) { return c.title; });
+      send(payloads.join("; "), titles.join("; "), { fromChoice: true });
+    });
+    group.appendChild(sendButton);
+    return group;
   }
 
   function notice(text) {
