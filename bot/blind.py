@@ -16,7 +16,8 @@ from typing import Any
 from bot.safety.triage import level_rank
 from bot.yamlio import load_yaml
 
-MESSAGE_FILES = ("messages_positive.yml", "messages_lookalike.yml")
+MESSAGE_FILES = ("messages_positive.yml", "messages_lookalike.yml", "messages.yml")
+VIGNETTE_FILE = "vignettes.yml"
 EMERGENCY, URGENT = "emergency", "urgent"
 
 
@@ -122,12 +123,31 @@ def _row(o: Outcome) -> dict[str, Any]:
 
 
 def evaluate_blind(agent: Any, folder: Path) -> dict[str, Any]:
+    """Single messages and, when the folder has them, multi-turn vignettes (bot/patients.py)."""
+    from bot import patients
+
     cases = load_cases(folder)
 
-    async def run() -> list[Outcome]:
-        return [await _play(agent, case) for case in cases]
+    async def run() -> tuple[list[Outcome], list[Any]]:
+        singles = [await _play(agent, case) for case in cases]
+        vignettes = []
+        if (folder / VIGNETTE_FILE).is_file():
+            table = patients.default_topics(Path(agent.project.root))
+            vignettes = await patients.play_all(agent, patients.load_vignettes(folder / VIGNETTE_FILE), table)
+        return singles, vignettes
 
-    return score(asyncio.run(run()))
+    singles, vignettes = asyncio.run(run())
+    report = score(singles) if singles else {}
+    if vignettes:
+        report["vignettes"] = patients.metrics(vignettes)
+        report["vignette_safety_failures"] = patients.safety_failures(vignettes)
+    return report
+
+
+def blind_folders(root: Path) -> list[Path]:
+    """tests/blind (round 1) and every later round written after rule changes (tests/blind/round*)."""
+    base = root / "tests" / "blind"
+    return [base] + sorted(p for p in base.glob("round*") if p.is_dir()) if base.is_dir() else []
 
 
 SUMMARY_KEYS = ("level_accuracy", "emergency_recall", "emergency_caught_or_asked", "urgent_or_higher_recall",
@@ -138,8 +158,13 @@ SUMMARY_KEYS = ("level_accuracy", "emergency_recall", "emergency_caught_or_asked
 
 def summary_lines(report: dict[str, Any]) -> list[str]:
     lines = []
-    for key in SUMMARY_KEYS:
+    for key in SUMMARY_KEYS if "cases" in report else ():
         r = report[key]
         rate = "n/a" if r["rate"] is None else f"{r['rate']:.3f}"
         lines.append(f"  {key.replace('_', ' '):34} {rate:>6}  ({r['hit']}/{r['total']})")
+    if "vignettes" in report:
+        from bot.patients import metrics_rows
+
+        lines.append("  multi-turn vignettes:")
+        lines += [f"    {name:48} {value}" for name, value in metrics_rows(report["vignettes"])]
     return lines

@@ -350,4 +350,16 @@ def run_tests(args: argparse.Namespace) -> int:
         for name in report["symptom_conversations_without_referral"][:10]:
             print(f"  NO REFERRAL in story {name!r}")
         failed |= not report["passed"]
+        if what == "safety":
+            # Reported apart from the sweep, whose cases come from the rules themselves. A
+            # measurement, never a gate: a rule is not tuned to pass a blind case.
+            from bot.blind import blind_folders, evaluate_blind, summary_lines
+
+            report["blind"] = {}
+            for folder in blind_folders(project.root):
+                blind = evaluate_blind(agent, folder)
+                report["blind"][str(folder.relative_to(project.root))] = blind
+                print(f"Blind set {folder.relative_to(project.root)} (written by people who never saw the rules):")
+                print("\n".join(summary_lines(blind)))
+            _write(out, "safety", report)
     return 1 if failed else 0
