@@ -11,7 +11,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-import yaml
 
 logger = logging.getLogger(__name__)
 
@@ -137,46 +136,16 @@ class Knowledge:
 # --------------------------------------------------------------------------- YAML with lines
 
 
-class _LineDict(dict):
-    """A mapping that remembers the line it started on, for error messages."""
+def _read_yaml(path: Path) -> Dict[str, Any]:
+    """One knowledge file through the project's YAML reader (line numbers, no repeated keys)."""
+    from bot.yamlio import ProjectError, load_yaml
 
-    line: int = 0
-
-
-class _LineLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml when available: 10x faster
-    pass
-
-
-def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> _LineDict:
-    loader.flatten_mapping(node)
-    data = _LineDict()
-    data.line = node.start_mark.line + 1
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        if key in data:
-            # A repeated key silently replaces the first entry; for clinical data that is a bug.
-            raise yaml.constructor.ConstructorError(
-                None, None, f"key `{key}` appears twice in one mapping", key_node.start_mark
-            )
-        data[key] = loader.construct_object(value_node, deep=True)
-    return data
-
-
-_LineLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping
-)
-
-
-def _read_yaml(path: Path) -> _LineDict:
     if not path.is_file():
         raise KnowledgeError(f"{path}: file not found. Fix: create it (see CONTENT.md).")
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_LineLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise KnowledgeError(f"{where}: not valid YAML ({problem}). Fix the syntax on that line.") from exc
+        data = load_yaml(path)
+    except ProjectError as exc:
+        raise KnowledgeError(f"{exc}. Fix the file on that line.") from None
     if not isinstance(data, dict):
         raise KnowledgeError(f"{path}: expected a mapping at the top level. Fix: start with `version: 1`.")
     return data

@@ -84,3 +84,14 @@ def test_fingerprint_changes_with_training_data(tmp_path):
     with open(root / "data" / "nlu.yml", "a") as f:
         f.write("\n- intent: greet\n  examples: |\n    - howdy partner\n")
     assert load_project(root).nlu_fingerprint() != before
+
+
+def test_a_repeated_key_is_an_error_naming_both_lines(tmp_path):
+    """A second `utter_emergency:` must not silently replace the emergency text."""
+    from bot.yamlio import ProjectError, load_yaml
+
+    path = tmp_path / "domain.yml"
+    path.write_text("responses:\n  utter_emergency:\n    - text: call 911\n  utter_emergency:\n    - text: relax\n")
+    with pytest.raises(ProjectError) as info:
+        load_yaml(path)
+    assert info.value.line == 4 and "appears twice (first on line 2)" in str(info.value)

@@ -5,57 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
+from bot.yamlio import LineDict, LineList, ProjectError, parse_yaml
 
 
 class SafetyDataError(ValueError):
     """A safety data file is malformed. The message names file:line and the fix."""
 
 
-class LineMap(dict):
-    """A mapping from YAML that remembers the line of each key (1-based)."""
-
-    lines: dict[Any, int]
-    line: int
-
-
-class LineList(list):
-    """A sequence from YAML that remembers the line of each item (1-based)."""
-
-    lines: list[int]
-    line: int
-
-
-class _LineLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
-    """SafeLoader (libyaml when present) that records line numbers and refuses duplicate keys."""
-
-
-def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> LineMap:
-    loader.flatten_mapping(node)
-    result = LineMap()
-    result.lines = {}
-    result.line = node.start_mark.line + 1
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        if key in result:
-            raise SafetyDataError(
-                f"{loader.name}:{key_node.start_mark.line + 1}: key `{key}` appears twice "
-                f"(first on line {result.lines[key]}); merge the two entries into one"
-            )
-        result[key] = loader.construct_object(value_node, deep=True)
-        result.lines[key] = key_node.start_mark.line + 1
-    return result
-
-
-def _construct_sequence(loader: _LineLoader, node: yaml.SequenceNode) -> LineList:
-    result = LineList(loader.construct_object(child, deep=True) for child in node.value)
-    result.lines = [child.start_mark.line + 1 for child in node.value]
-    result.line = node.start_mark.line + 1
-    return result
-
-
-_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
+# The project's one YAML reader (bot/yamlio.py): line numbers, and a repeated key is an error.
+LineMap = LineDict
 
 
 def load_yaml(path: Path) -> LineMap:
@@ -63,19 +21,14 @@ def load_yaml(path: Path) -> LineMap:
     if not path.is_file():
         raise SafetyDataError(f"{path}: file not found; the safety layer needs it to run")
     text = path.read_text(encoding="utf-8")
-    loader = _LineLoader(text)
-    loader.name = path.name
     _RAW_LINES[path.name] = text.splitlines()
     try:
-        data = loader.get_single_data()
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else 1
-        raise SafetyDataError(
-            f"{path.name}:{line}: not valid YAML ({exc.problem}); fix the syntax on that line"
-        ) from None
-    finally:
-        loader.dispose()
+        data = parse_yaml(text, path.name)
+    except ProjectError as exc:
+        if exc.message.startswith("YAML syntax error"):
+            raise SafetyDataError(f"{path.name}:{exc.line or 1}: not valid YAML ({exc.message[19:]}); fix the "
+                                  "syntax on that line") from None
+        raise SafetyDataError(f"{path.name}:{exc.line or 1}: {exc.message}") from None
     if not isinstance(data, LineMap):
         raise SafetyDataError(f"{path.name}:1: expected a mapping at the top of the file")
     return data
