@@ -44,7 +44,7 @@ _PERSONS = {"mum", "mom", "mother", "dad", "father", "husband", "wife", "partner
 _BE = {"am", "'m", "is", "'s", "was"}
 _WEIGHT_UNITS = {"kg": 2.2, "kgs": 2.2, "kilo": 2.2, "kilos": 2.2, "kilogram": 2.2, "kilograms": 2.2,
                  "pound": 1.0, "pounds": 1.0, "lb": 1.0, "lbs": 1.0, "stone": 14.0, "st": 14.0}
-_LOSS_CUES = {"lose", "lost", "losing", "dropped", "drop", "down", "shed", "lighter", "off"}
+_LOSS_CUES = {"lose", "lost", "losing", "dropped", "drop", "down", "shed", "lighter", "off", "less", "gone"}
 _MEDICINES = {"steroid", "steroids", "prednisolone", "prednisone", "tablets", "medication", "medicine", "meds",
               "pills", "chemo", "chemotherapy", "treatment", "inhaler", "methotrexate", "injections"}
 _NOT_SCORE_UNITS = {"out", "of", "percent", "%", "times", "x", "mg", "ml", "tablets", "pills", "kids",
@@ -109,7 +109,9 @@ Classifier = Callable[[list[str], list[str], _Number, "str | None"], "Quantity |
 def _temperature(tokens, lemmas, n, asked):
     unit = tokens[n.end] if n.end < len(tokens) else ""
     marked = n.degree or n.suffix in ("c", "f") or unit in _DEGREE_UNITS
-    if not marked and not (asked == "fever" or _cue(tokens, n, _TEMP_CUES, 5, 0) or
+    # "38.9 this morning", "39.4!!": a body temperature is the one common decimal in this range
+    tenths = "." in tokens[n.start] and 37.5 <= n.value < 43 and unit not in _WEIGHT_UNITS and unit not in ("km", "miles")
+    if not marked and not tenths and not (asked == "fever" or _cue(tokens, n, _TEMP_CUES | {"thermometer"}, 5, 3) or
                            (_cue(tokens, n, {"running", "spiked", "hit", "reading"}, 2, 0) and n.value >= 37.5)):
         return None
     fahrenheit = n.suffix == "f" or unit in ("f", "fahrenheit", "°f") or n.value >= 90
@@ -157,7 +159,7 @@ def _age(tokens, lemmas, n, asked):
         return None
     if (prev == "," and prev2 in _PERSONS) or (prev in _BE and prev2 in _PERSONS - {"i"}) or asked == "age":
         return Quantity(AGE, n.value, n.start, n.end)          # "my son is 6", "my husband, 79,"
-    if n.value >= 13 and (prev in ("'m", "am") or (prev in ("over", "nearly", "almost") and prev2 in _BE)):
+    if n.value >= 13 and (prev in ("'m", "am", "im", "m") or (prev in ("over", "nearly", "almost") and prev2 in _BE)):
         return Quantity(AGE, n.value, n.start, n.end)          # "I'm 81" (but "I'm 7 out of 10" is not)
     return None
 

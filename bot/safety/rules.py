@@ -36,6 +36,7 @@ class Combo:
     groups: tuple[frozenset[str], ...]
     text: str
     line: int
+    unless: frozenset[str] = frozenset()     # `a & b ! c|d`: c or d in the clause vetoes this one
 
     @property
     def concepts(self) -> frozenset[str]:
@@ -165,7 +166,12 @@ def _combos(where: Where, value: object, line: int, what: str, known: set[str]) 
     out = []
     for text, item_line in where.strings(value, line, what):
         groups = []
-        for part in text.split("&"):
+        body, _, veto = text.partition("!")
+        unless = frozenset(n.strip() for n in veto.split("|") if n.strip())
+        for name in unless:
+            if name not in known:
+                raise where.error(item_line, f"{what}: `{name}` (after !) is not a concept in {CONCEPTS_FILE}")
+        for part in body.split("&"):
             names = frozenset(n.strip() for n in part.split("|"))
             for name in names:
                 if name not in known:
@@ -175,7 +181,7 @@ def _combos(where: Where, value: object, line: int, what: str, known: set[str]) 
             groups.append(names)
         if len(set(groups)) != len(groups):
             raise where.error(item_line, f"{what}: `{text}` names the same part twice")
-        out.append(Combo(tuple(groups), " ".join(text.split()), item_line))
+        out.append(Combo(tuple(groups), " ".join(text.split()), item_line, unless))
     dupe = check_unique((c.text, c.line) for c in out)
     if dupe:
         raise where.error(dupe[1], f"{what}: `{dupe[0]}` is listed twice (also line {dupe[2]}); remove one")

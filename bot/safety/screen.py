@@ -27,6 +27,7 @@ COMPLAINT_CONCEPTS = frozenset({"pain", "stiff", "back_trouble"})   # with no bo
 FIRST_PERSON = frozenset({"i", "my", "me", "myself", "mine", "im", "i'm", "ive", "i've", "i'd"})
 PRONOUNS = frozenset({"it", "they", "them", "this", "that", "he", "she", "which"})
 OTHER_SITE, OTHER_ILLNESS = "other_site", "other_illness"
+SELF_REFERENCE = "self_reference"      # "mine's just stiff", "I don't have that": the writer is the patient
 SYMPTOM_CONCEPTS = frozenset({"pain", "severe", "numb", "no_feeling", "stiff", "lump", "weak", "squeeze"})
 NEAR = 4          # an other-site word this close to a symptom word is where the complaint is
 
@@ -110,6 +111,8 @@ class Screener:
             _add(triggers, label, term, CONTEXT_FILE, line, part)
         self.context = ConText(triggers, labels, rules.context.max_scope)
         self.signs = rules.signs
+        self._sign_concepts = frozenset(c for sign in rules.signs.values()
+                                        for combo in sign.when + sign.suspect for c in combo.concepts)
 
     @classmethod
     def load(cls, knowledge_dir: Path) -> "Screener":
@@ -135,6 +138,8 @@ class Screener:
         # term, not a negation of anything else in the sentence.
         cover = [0] * len(text)
         for m in mentions:
+            if m.concept not in self._sign_concepts:
+                continue                       # "I don't have that" is a denial, not a sign's words
             for i in range(m.start, m.end):
                 cover[i] = max(cover[i], m.end - m.start)
         triggers = [t for t in self.context.triggers(text)
@@ -154,13 +159,16 @@ class Screener:
                 others = list(by_concept.get(OTHER_SITE))
         if not complaints and not others:      # "it hurts when I bend", "maybe a 5": the back's
             complaints = [m for c in COMPLAINT_CONCEPTS | {"score"} for m in by_concept.get(c, [])]
+        elif not others:                       # "my colleague had back pain. I'm just stiff": mine too
+            complaints += [m for c in COMPLAINT_CONCEPTS for m in by_concept.get(c, []) if mods.subject((m,)) == SELF]
         for m in complaints:
             found = mods.of((m,))
             subject = mods.subject((m,))
             if NEGATED not in found and HYPOTHETICAL not in found and not (question and subject == UNKNOWN):
                 screen.back_subjects.add(subject)
         screen.other_complaint = bool(others) and not screen.back_subjects and not back_context
-        patient_now = patient or self._patient(text, triggers, screen.back_subjects)
+        patient_now = patient or self._patient(text, triggers, screen.back_subjects,
+                                               bool(by_concept.get(SELF_REFERENCE)))
         screen.patient = patient_now
         for m in mentions:
             if any(m.concept in s.facts for s in self.signs.values()):
@@ -181,10 +189,10 @@ class Screener:
         return screen
 
     @staticmethod
-    def _patient(text: Text, triggers: list, back_subjects: set[str]) -> str:
+    def _patient(text: Text, triggers: list, back_subjects: set[str], self_said: bool = False) -> str:
         """Whose back this message is about: the writer's, unless it only speaks of someone else
         ("grandad, 66, says his legs are going weak ... back pain for a fortnight")."""
-        if SELF in back_subjects:
+        if SELF in back_subjects or self_said:
             return SELF
         if OTHER_SUBJECT in back_subjects:
             return OTHER_SUBJECT
@@ -239,7 +247,7 @@ class Screener:
         spans = [(m.start, m.end) for m in members]
         sentence = members[0].sentence if members else 0
         if any(m.clause in clauses and NEGATED not in mods.beside(m, members)
-               for m in by_concept.near(sign.unless, sentence)):
+               for m in by_concept.near(sign.unless | combo.unless, sentence)):
             return None
         others_here = [m for m in _other_complaints(by_concept, sentence) if m.clause in clauses
                        and not _overlaps(m, spans) and NEGATED not in mods.of((m,))]

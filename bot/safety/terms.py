@@ -30,7 +30,7 @@ from spacy.tokens import Doc
 MAX_EXPANSIONS = 512      # a stretch with more word sequences than this goes to the token Matcher
 GAP_STOPS = ("not", "no", "never", "but", "without", "nor")
 _ITEM = re.compile(r"^(?:\[(?P<opt>[^\[\]]+)\]|(?P<gap>\.\.\.(?P<n>\d)?)|(?P<alts>[^\[\]]+))$")
-_WORD = re.compile(r"^=?[a-z0-9][a-z0-9'&/.\-]*\*?$|^[&/,:;?!()\-]$")
+_WORD = re.compile(r"^=?[a-z0-9][a-z0-9'&/.\-]*\*?$|^[&/,:;?!()+\-]$")
 
 
 class TermError(ValueError):

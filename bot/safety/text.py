@@ -75,7 +75,7 @@ class TextPath:
         return english_lexicon()
 
     def lemma_of(self, word: str) -> str:
-        return self._table.get(word, word)
+        return "be" if word == "'s" else self._table.get(word, word)
 
     def make_doc(self, text: str) -> Doc:
         return self.nlp.make_doc(text)
@@ -83,6 +83,9 @@ class TextPath:
     def __call__(self, text: str) -> Text:
         clean = _lower((text or "")[:MAX_SCREEN_CHARS]).translate(_APOSTROPHES)
         doc = self.nlp(clean)
+        for token in doc:
+            if token.lower_ == "'s" and token.lemma_ != "be":
+                token.lemma_ = "be"      # "bladder's fine", "it's gone": is, for the context rules
         sentence, clause = [], []
         s = c = length = 0
         for token in doc:
