@@ -50,14 +50,15 @@ class Tokens:
     string: str            # " w0 w1 ... wn " - every word has a space on both sides
     offsets: list[int]     # where each word starts in `string`
 
-    def prefixes(self) -> set[str]:
+    def prefixes(self, longest: int | None = None) -> set[str]:
         """Every word and every prefix of a word, plus "#" if there is a number: what the
-        anchor check of a phrase list looks up."""
+        anchor check of a phrase list looks up. `longest` (the longest anchor) caps the
+        prefix length, so a long word costs O(longest), not O(len(word)^2)."""
         out: set[str] = set()
         for word in self.words:
             if word[0].isdigit():
                 out.add("#")
-            for k in range(1, len(word) + 1):
+            for k in range(1, min(len(word), longest or len(word)) + 1):
                 out.add(word[:k])
         return out
 

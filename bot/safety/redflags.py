@@ -131,6 +131,10 @@ class RedFlagScreener:
         self._by_slot = {f.screen_slot: f.id for f in flags if f.screen_slot}
         self._rules = rules
         self._normalize = normalizer
+        # Anchor keys longer than this cannot match, so no longer word prefix is ever needed.
+        self._longest_anchor = max((len(k) for f in flags
+                                    for m in (f.phrases, f.absent, f.negatable, f.exclude, *f.all_of, f)
+                                    if m is not None for k in m.anchors.keys), default=1)
 
     @property
     def flags(self) -> list[str]:
@@ -145,7 +149,7 @@ class RedFlagScreener:
         if not tokens.words:
             return ScreenResult([])
         triggers = self._rules.triggers(tokens)
-        words = tokens.prefixes()
+        words = tokens.prefixes(self._longest_anchor)
         findings: list[Finding] = []
         for flag in self._flags:
             findings.extend(self._screen_flag(flag, tokens, words, triggers, text))
