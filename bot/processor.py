@@ -78,6 +78,13 @@ class Processor:
         tracker.add(ev.action_executed(ACTION_LISTEN))
         return out
 
+    async def safety_reply(self, sender_id: str, text: str) -> list[dict[str, Any]]:
+        """The safety screen's reply to `text` alone (no dialogue, no custom action, nothing
+        stored): for a turn that cannot run normally, so danger signs are still answered."""
+        out: list[dict[str, Any]] = []
+        await self._safety(Tracker(sender_id, self.domain), clean_text(text), out)
+        return out
+
     async def start(self, tracker: Tracker) -> list[dict[str, Any]]:
         """Open a conversation (disclaimer) without a user message, unless one is running."""
         out: list[dict[str, Any]] = []

@@ -11,6 +11,7 @@ import math
 import re
 import time
 from collections import deque
+from urllib.parse import unquote
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,12 +20,12 @@ from sanic.exceptions import PayloadTooLarge, SanicException
 from sanic.handlers import ErrorHandler
 from sanic.response import HTTPResponse
 
+from bot.limits import MAX_JSON_DEPTH, json_depth_exceeds, message_error, sender_id_error
 from bot.stores.base import StoreUnavailable
 
 logger = logging.getLogger(__name__)
 
-MAX_SENDER_ID_CHARS = 256
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_JSON_TYPE = re.compile(r"^application/(?:[\w.+-]+\+)?json$")
 
 # Pages may load scripts, styles and data only from this server: no inline code at all.
 PAGE_CSP = (
@@ -95,7 +96,14 @@ def _route(request: Request) -> str:
 
 
 def json_body(request: Request) -> dict[str, Any]:
-    """The request body as a JSON object, or an ApiError saying what is wrong with it."""
+    """The request body as a JSON object, or an ApiError saying what is wrong with it.
+
+    Only `Content-Type: application/json` is read: a cross-site HTML form or a no-preflight
+    `fetch` can post text/plain, form or typeless bodies, never JSON."""
+    content_type = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+    if not _JSON_TYPE.match(content_type):
+        raise ApiError(415, "send the body as JSON with `Content-Type: application/json`",
+                       "UnsupportedMediaType")
     raw = request.body or b""
     if not raw.strip():
         raise ApiError(400, "request body is empty; send a JSON object", "EmptyBody")
@@ -110,6 +118,8 @@ def json_body(request: Request) -> dict[str, Any]:
                        "MalformedJson") from None
     if not isinstance(data, dict):
         raise ApiError(400, "request body must be a JSON object", "WrongType")
+    if json_depth_exceeds(data):
+        raise ApiError(400, f"request body nests deeper than {MAX_JSON_DEPTH} levels", "TooDeep")
     return data
 
 
@@ -144,14 +154,34 @@ def required_text(data: dict[str, Any], key: str) -> str:
     return value
 
 
+def message_text(data: dict[str, Any], key: str) -> str:
+    """A user message (required_text) within the length limit (bot/limits.py), else 413."""
+    value = required_text(data, key)
+    problem = message_error(value)
+    if problem:
+        raise ApiError(413, f"`{key}`: {problem}", "MessageTooLong", field=key)
+    return value
+
+
 def sender_id(value: Any, key: str = "sender") -> str:
-    """A conversation id: a non-empty string without control characters."""
+    """A conversation id by the one rule every channel uses (bot/limits.py)."""
     if not isinstance(value, str):
         raise ApiError(400, f"`{key}` must be a string", "WrongType", field=key)
-    if not value or len(value) > MAX_SENDER_ID_CHARS or _CONTROL.search(value):
-        raise ApiError(400, f"`{key}` must be 1-{MAX_SENDER_ID_CHARS} characters without "
-                       "control characters", "InvalidSenderId", field=key)
+    problem = sender_id_error(value)
+    if problem:
+        raise ApiError(400, f"`{key}` {problem}", "InvalidSenderId", field=key)
     return value
+
+
+def path_id(raw: str, key: str = "conversation_id") -> str:
+    """A conversation id taken from a URL path: percent-decoded (Sanic hands path parameters
+    over raw, so `user%40x.com` is `user@x.com`), then checked like any other id."""
+    try:
+        decoded = unquote(raw, errors="strict")
+    except UnicodeDecodeError:
+        raise ApiError(400, f"`{key}` is not valid percent-encoded UTF-8", "InvalidSenderId",
+                       field=key) from None
+    return sender_id(decoded, key)
 
 
 def optional_object(data: dict[str, Any], key: str) -> dict[str, Any] | None:
