@@ -30,6 +30,7 @@ from bot.channels.guards import (
     JsonErrorHandler,
     RateLimiter,
     add_security_headers,
+    check_headers,
     check_token,
     json_body,
     message_text,
@@ -186,6 +187,7 @@ def create_app(agent: Any, credentials: dict[str, Any] | None = None, *, token: 
 
     @app.on_request
     async def preflight(request: Request) -> HTTPResponse | None:
+        check_headers(request)
         if request.method == "OPTIONS" and "access-control-request-method" in request.headers:
             if not request.path.startswith("/socket.io"):
                 return cors.preflight(request)

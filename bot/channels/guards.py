@@ -25,6 +25,8 @@ from bot.stores.base import StoreUnavailable
 
 logger = logging.getLogger(__name__)
 
+_HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")   # RFC 9110 token
+_HEADER_VALUE_BAD = re.compile(r"[\r\n\x00]")
 _JSON_TYPE = re.compile(r"^application/(?:[\w.+-]+\+)?json$")
 
 # Pages may load scripts, styles and data only from this server: no inline code at all.
@@ -75,8 +77,13 @@ class JsonErrorHandler(ErrorHandler):
             reason = type(exception).__name__
             message = str(exception.message if hasattr(exception, "message") else exception)
             if isinstance(exception, PayloadTooLarge):
-                limit = getattr(getattr(request, "app", None), "config", {}).get("REQUEST_MAX_SIZE")
-                message = f"request is larger than the limit of {limit} bytes"
+                config = getattr(getattr(request, "app", None), "config", {})
+                if "header" in message.lower():  # the request line (URL) and headers
+                    status, reason = 431, "HeadersTooLarge"
+                    message = (f"the URL and headers are larger than the limit of "
+                               f"{config.get('REQUEST_MAX_HEADER_SIZE')} bytes")
+                else:
+                    message = f"request is larger than the limit of {config.get('REQUEST_MAX_SIZE')} bytes"
             if status >= 500:
                 logger.error("%s on %s", reason, _route(request))
                 message = "internal server error"
@@ -93,6 +100,16 @@ def _route(request: Request) -> str:
     paths hold conversation ids, which stay out of the logs."""
     route = getattr(request, "route", None)
     return getattr(route, "path", None) or "(unrouted request)"
+
+
+def check_headers(request: Request) -> None:
+    """Refuse headers a proxy in front could read differently (request smuggling): names that
+    are not tokens (`Transfer-Encoding :`), CR/LF/NUL in values, more than one Host."""
+    for name, value in request.headers.items():
+        if not _HEADER_NAME.match(name) or _HEADER_VALUE_BAD.search(value):
+            raise ApiError(400, "malformed request header", "BadHeader")
+    if len(request.headers.getall("host", [])) > 1:
+        raise ApiError(400, "more than one Host header", "BadHeader")
 
 
 def json_body(request: Request) -> dict[str, Any]:

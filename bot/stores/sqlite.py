@@ -244,7 +244,7 @@ class SQLiteTrackerStore(TrackerStore):
             await asyncio.get_running_loop().run_in_executor(self._thread, shut, None)
 
 
-ERASE_WAL_WAIT_SECONDS = 5.0
+ERASE_WAL_WAIT_SECONDS = 1.0
 
 
 def _prepare(conn: sqlite3.Connection, synchronous: str = "full") -> None:
@@ -267,15 +267,20 @@ def _prepare(conn: sqlite3.Connection, synchronous: str = "full") -> None:
 
 
 def _clear_wal(conn: sqlite3.Connection, wait: float) -> bool:
-    """PRAGMA wal_checkpoint(TRUNCATE) until it reports done (busy = 0), for up to `wait` s."""
+    """PRAGMA wal_checkpoint(TRUNCATE) until it reports done (busy = 0), for up to `wait` s.
+    Polled without the busy timeout, which would block every other conversation for 30 s."""
     deadline = time.monotonic() + wait
-    while True:
-        busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-        if not busy:
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.05)
+    conn.execute("PRAGMA busy_timeout=0")
+    try:
+        while True:
+            busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            if not busy:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+    finally:
+        conn.execute("PRAGMA busy_timeout=30000")
 
 
 def _retry_locked(step: Callable[[], T], attempts: int = 100) -> T:
