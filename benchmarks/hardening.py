@@ -11,7 +11,8 @@ benchmarks/http.py's aiohttp client from this process:
   (incremental, `?after=`), in ms and bytes;
 - server RSS before and after a 1 MB message (refused at the door with 413);
 - throughput and latency at 20 concurrent conversations (http.py's harness) for the default
-  store (SQLite FULL), SQLite NORMAL and the in-memory store; FULL as a share of in-memory.
+  store (SQLite FULL), SQLite NORMAL and the in-memory store, in alternating rounds (the machine
+  is shared: each store's median over the rounds); FULL as a share of in-memory.
 """
 
 from __future__ import annotations
@@ -82,18 +83,34 @@ class Server:
 
 
 async def history_curve(base: str, points: list[int], probes: int) -> list[tuple[int, float, float, int]]:
-    """(history, turn median ms, state poll median ms, state poll bytes) at each point."""
+    """(history, turn median ms, state poll median ms, state poll bytes) at each point.
+
+    History h: the probe is the turn after h earlier turns. At history 1 every probe goes to a
+    fresh conversation (one "hello" before it); at the later points the probes follow each
+    other in the one long conversation (h, h+1, ... earlier turns)."""
     url = f"{base}/webhooks/rest/webhook"
     out = []
     async with aiohttp.ClientSession() as session:
-        sender = "history-1"
+        sender = "history-long"
         done = 0
         seq = 0
         for point in points:
+            turns, polls, sizes = [], [], []
+            if point <= 1:
+                for n in range(probes):
+                    fresh = f"history-fresh-{n}"
+                    await bhttp.post(session, url, fresh, FILLER[0])
+                    turns.append(await bhttp.post(session, url, fresh, PROBE))
+                    start = time.perf_counter()
+                    async with session.get(f"{base}/widget/state/{fresh}", params={"after": "0"}) as r:
+                        sizes.append(len(await r.read()))
+                    polls.append(time.perf_counter() - start)
+                out.append((point, statistics.median(turns) * 1000, statistics.median(polls) * 1000,
+                            int(statistics.median(sizes))))
+                continue
             while done < point:
                 await bhttp.post(session, url, sender, FILLER[done % len(FILLER)])
                 done += 1
-            turns, polls, sizes = [], [], []
             for _ in range(probes):
                 turns.append(await bhttp.post(session, url, sender, PROBE))
                 start = time.perf_counter()
@@ -119,6 +136,7 @@ async def one_megabyte(base: str) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="history 1/200/500, fewer turns")
+    parser.add_argument("--rounds", type=int, default=3, help="throughput rounds per store")
     parser.add_argument("--serve", nargs=3, metavar=("PORT", "DIR", "KIND"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -129,28 +147,44 @@ def main() -> None:
     rows: list[tuple[str, str]] = [("machine", describe()), ("started", time.strftime("%Y-%m-%d %H:%M:%S %Z")),
                                    ("load average at start", " / ".join(f"{x:.2f}" for x in os.getloadavg()))]
 
-    with Server("sqlite-full") as server:
-        for history, turn, poll, size in asyncio.run(history_curve(server.base, points, 30)):
-            rows.append((f"history {history:>5}: turn median (SQLite FULL)", f"{turn:.2f} ms"))
-            rows.append((f"history {history:>5}: /widget/state?after= median / size", f"{poll:.2f} ms / {size} B"))
-        before = server.process.memory_info().rss
-        status = asyncio.run(one_megabyte(server.base))
-        after = server.process.memory_info().rss
-        rows.append(("1 MB message: status, server RSS before -> after",
-                     f"{status}, {before / 2**20:.0f} -> {after / 2**20:.0f} MiB ({(after - before) / 2**20:+.1f} MiB)"))
-
-    throughput: dict[str, float] = {}
-    for kind in ("sqlite-full", "sqlite-normal", "memory"):
+    for kind in ("sqlite-full", "memory"):
         with Server(kind) as server:
-            url = f"{server.base}/webhooks/rest/webhook"
-            asyncio.run(bhttp.sequential(url, 20))  # warm-up
-            elapsed, total, lat = asyncio.run(bhttp.concurrent(url, 20, turns))
-            throughput[kind] = total / elapsed
-            rows.append((f"20 concurrent x {turns} turns, {kind}",
-                         f"{total / elapsed:.0f} msg/s, median {statistics.median(lat) * 1000:.1f} ms, "
-                         f"p99 {bhttp.percentile(lat, 99) * 1000:.1f} ms (load {os.getloadavg()[0]:.2f})"))
-    rows.append(("default store (SQLite FULL) throughput / in-memory",
-                 f"{100 * throughput['sqlite-full'] / throughput['memory']:.0f} %"))
+            curve = asyncio.run(history_curve(server.base, points, 30))
+            for history, turn, poll, size in curve:
+                rows.append((f"{kind}: turn median at history {history}", f"{turn:.2f} ms"))
+                if kind == "sqlite-full":
+                    rows.append((f"{kind}: /widget/state?after= at history {history}, median / size",
+                                 f"{poll:.2f} ms / {size} B"))
+            rows.append((f"{kind}: turn at history {points[-1]} / at history {points[0]}",
+                         f"{curve[-1][1] / curve[0][1]:.2f}x (load {os.getloadavg()[0]:.2f})"))
+            if kind == "sqlite-full":
+                before = server.process.memory_info().rss
+                status = asyncio.run(one_megabyte(server.base))
+                after = server.process.memory_info().rss
+                rows.append(("1 MB message: status, server RSS before -> after",
+                             f"{status}, {before / 2**20:.0f} -> {after / 2**20:.0f} MiB "
+                             f"({(after - before) / 2**20:+.1f} MiB)"))
+
+    kinds = ("sqlite-full", "sqlite-normal", "memory")
+    runs: dict[str, list[tuple[float, float, float]]] = {kind: [] for kind in kinds}
+    for _ in range(args.rounds):
+        for kind in kinds:
+            with Server(kind) as server:
+                url = f"{server.base}/webhooks/rest/webhook"
+                asyncio.run(bhttp.sequential(url, 20))  # warm-up
+                elapsed, total, lat = asyncio.run(bhttp.concurrent(url, 20, turns))
+                runs[kind].append((total / elapsed, statistics.median(lat) * 1000,
+                                   bhttp.percentile(lat, 99) * 1000))
+    for kind in kinds:
+        rate = statistics.median(r[0] for r in runs[kind])
+        rows.append((f"20 concurrent x {turns} turns, {kind} (median of {args.rounds} rounds)",
+                     f"{rate:.0f} msg/s (rounds: {', '.join(f'{r[0]:.0f}' for r in runs[kind])}), "
+                     f"latency median {statistics.median(r[1] for r in runs[kind]):.1f} ms, "
+                     f"p99 {statistics.median(r[2] for r in runs[kind]):.1f} ms"))
+    full = statistics.median(r[0] for r in runs["sqlite-full"])
+    memory = statistics.median(r[0] for r in runs["memory"])
+    rows.append(("default store (SQLite FULL) throughput / in-memory", f"{100 * full / memory:.0f} %"))
+    rows.append(("load average at end", " / ".join(f"{x:.2f}" for x in os.getloadavg())))
 
     width = max(len(k) for k, _ in rows)
     print(f"| {'metric'.ljust(width)} | value |")

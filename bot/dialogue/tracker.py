@@ -15,7 +15,7 @@ from bot.dialogue.domain import Domain
 ACTION_LISTEN = "action_listen"
 # Events kept after a checkpoint: enough for every rule and story (the memoization window is
 # ten steps, a few turns) and for the actions' view of the latest turns.
-CHECKPOINT_WINDOW = 60
+CHECKPOINT_WINDOW = 40
 # User messages of the running session that came before the window, kept in the checkpoint
 # (text and intent only) so that actions still see what the user said since the session began.
 CHECKPOINT_USER_MESSAGES = 20
@@ -82,6 +82,7 @@ class Tracker:
         self.events: list[dict[str, Any]] = []
         self.new_events: list[dict[str, Any]] = []   # appended during this turn, not yet stored
         self._reset_state()
+        self._last_restart: int | None = None
         self.base_seq = 0                 # events before self.events (covered by the checkpoint)
         self._base: dict[str, Any] | None = None
         self._earlier_steps = False       # the session had dialogue steps before self.events
@@ -158,6 +159,7 @@ class Tracker:
         self.new_events.append(event)
 
     def _apply(self, event: dict[str, Any]) -> None:
+        """Update the state for `event`, which is about to become self.events[len(self.events)]."""
         kind = event.get("event")
         if kind == "slot":
             name = event.get("name")
@@ -179,6 +181,7 @@ class Tracker:
             self.latest_bot_text = event.get("text")
         elif kind == "restart":
             self._reset_state()
+            self._last_restart = len(self.events)
         elif kind == "session_started":
             kept = dict(self.slots) if self.domain.carry_over_slots else None
             self._reset_state()
@@ -204,10 +207,8 @@ class Tracker:
         return self.slots.get("requested_slot")
 
     def _restart_index(self) -> int | None:
-        for index in range(len(self.events) - 1, -1, -1):
-            if self.events[index].get("event") == "restart":
-                return index
-        return None
+        """Index in self.events of the latest restart (kept up to date by `_apply`)."""
+        return self._last_restart
 
     def applied_events(self) -> list[dict[str, Any]]:
         """Events since the last restart (what the dialogue state is built from)."""

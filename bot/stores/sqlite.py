@@ -1,9 +1,11 @@
 """The default store: conversations in an embedded SQLite file (WAL), for one server process.
 
-The standard library's sqlite3 runs in one dedicated thread, so the event loop never blocks
-and there is no async-driver overhead per statement. Appends that arrive while a write is in
-progress are committed together in the next transaction (group commit): each append is still
-all-or-nothing, and a reply is only sent after its events are committed. Same tables as the
+The standard library's sqlite3 runs in two dedicated threads, one writing and one reading (WAL
+lets a reader go on while a commit waits for the disk), so the event loop never blocks and
+there is no async-driver overhead per statement. Appends that arrive while a write is in
+progress are committed together in the next transaction (group commit: one disk sync for all
+of them): each append is still all-or-nothing, and a reply is only sent after its events are
+committed. Same tables as the
 PostgreSQL store (bot/stores/sql.py), so data can move between them.
 
 Durability: `synchronous=FULL` by default (endpoints.yml `tracker_store: {synchronous: normal}`
@@ -79,7 +81,9 @@ class SQLiteTrackerStore(TrackerStore):
             raise ValueError(f"endpoints.yml: tracker_store synchronous {synchronous!r} is not supported; "
                              f"use one of: {', '.join(SYNCHRONOUS)}")
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="backline-sqlite")
+        self._read_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="backline-sqlite-read")
         self._conn: sqlite3.Connection | None = None
+        self._read_conn: sqlite3.Connection | None = None
         self._file_id: tuple[int, int] | None = None
         self._checkpoint_due = False   # an erase could not clear the WAL yet (a reader held it)
         self._pending: list[tuple[str, list[tuple], int | None, tuple | None, asyncio.Future]] = []
@@ -100,7 +104,20 @@ class SQLiteTrackerStore(TrackerStore):
             self._conn = conn
             self._file_id = (stat.st_dev, stat.st_ino)
             return conn
-        # The open connection keeps writing into a deleted or replaced file, where nothing
+        self._check_file()
+        return self._conn
+
+    def _reader(self) -> sqlite3.Connection:
+        """The reading thread's connection (opened after the writer made the schema)."""
+        if self._read_conn is None:
+            conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA busy_timeout=30000")
+            self._read_conn = conn
+        self._check_file()
+        return self._read_conn
+
+    def _check_file(self) -> None:
+        # An open connection keeps working on a deleted or replaced file, where nothing
         # survives a restart: refuse instead.
         try:
             stat = os.stat(self.path)
@@ -109,12 +126,22 @@ class SQLiteTrackerStore(TrackerStore):
         if stat is None or (stat.st_dev, stat.st_ino) != self._file_id:
             raise StoreUnavailable(f"store {self.display_url}: the database file was deleted or replaced "
                                    "while the server ran; nothing more is saved there. Restore it and restart")
-        return self._conn
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._thread, lambda: fn(self._connection()))
+        except StoreUnavailable:
+            raise
+        except (sqlite3.Error, OSError) as error:
+            raise unavailable(self.display_url, error) from error
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._conn is None:
+            await self._run(lambda c: None)   # the writer opens the file and makes the schema
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._read_thread, lambda: fn(self._reader()))
         except StoreUnavailable:
             raise
         except (sqlite3.Error, OSError) as error:
@@ -127,7 +154,7 @@ class SQLiteTrackerStore(TrackerStore):
     # -- TrackerStore ---------------------------------------------------------------------------
 
     async def load(self, sender_id: str) -> list[dict]:
-        rows = await self._run(lambda c: c.execute(
+        rows = await self._read(lambda c: c.execute(
             "SELECT data FROM conversation_events WHERE sender_id = ? ORDER BY seq", (sender_id,)).fetchall())
         return decode_events([data for (data,) in rows], self.display_url)
 
@@ -140,7 +167,7 @@ class SQLiteTrackerStore(TrackerStore):
                 return state, seq, c.execute("SELECT data FROM conversation_events WHERE sender_id = ? AND seq > ? "
                                              "ORDER BY seq", (sender_id, seq)).fetchall()
 
-        state, seq, rows = await self._run(read)
+        state, seq, rows = await self._read(read)
         checkpoint = decode_checkpoint(state, seq, self.display_url)
         return Window(decode_events([data for (data,) in rows], self.display_url), checkpoint)
 
@@ -152,7 +179,7 @@ class SQLiteTrackerStore(TrackerStore):
                                  (sender_id, seq)).fetchall()
                 return rows, row[0] if row else 0
 
-        rows, last = await self._run(read)
+        rows, last = await self._read(read)
         return decode_events([data for (data,) in rows], self.display_url), last
 
     async def append(self, sender_id: str, events: list[dict], *, expected_seq: int | None = None,
@@ -205,11 +232,11 @@ class SQLiteTrackerStore(TrackerStore):
         return await self._run(erase)
 
     async def exists(self, sender_id: str) -> bool:
-        return await self._run(lambda c: c.execute(
+        return await self._read(lambda c: c.execute(
             "SELECT 1 FROM conversations WHERE sender_id = ?", (sender_id,)).fetchone() is not None)
 
     async def senders(self) -> list[str]:
-        return await self._run(lambda c: [s for (s,) in c.execute("SELECT sender_id FROM conversations")])
+        return await self._read(lambda c: [s for (s,) in c.execute("SELECT sender_id FROM conversations")])
 
     async def purge(self, older_than: float) -> int:
         def purge(c: sqlite3.Connection) -> int:
@@ -233,6 +260,7 @@ class SQLiteTrackerStore(TrackerStore):
 
     async def ping(self) -> None:
         await self._run(lambda c: c.execute("SELECT 1").fetchone())
+        await self._read(lambda c: c.execute("SELECT 1").fetchone())
 
     async def close(self) -> None:
         def shut(_: Any) -> None:
@@ -240,8 +268,16 @@ class SQLiteTrackerStore(TrackerStore):
                 self._conn.close()
                 self._conn = None
 
+        def shut_reader(_: Any) -> None:
+            if self._read_conn is not None:
+                self._read_conn.close()
+                self._read_conn = None
+
+        loop = asyncio.get_running_loop()
+        if self._read_conn is not None:
+            await loop.run_in_executor(self._read_thread, shut_reader, None)
         if self._conn is not None:
-            await asyncio.get_running_loop().run_in_executor(self._thread, shut, None)
+            await loop.run_in_executor(self._thread, shut, None)
 
 
 ERASE_WAL_WAIT_SECONDS = 1.0
