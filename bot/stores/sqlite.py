@@ -128,20 +128,20 @@ class SQLiteTrackerStore(TrackerStore):
                                    "while the server ran; nothing more is saved there. Restore it and restart")
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        loop = asyncio.get_running_loop()
-        try:
-            return await loop.run_in_executor(self._thread, lambda: fn(self._connection()))
-        except StoreUnavailable:
-            raise
-        except (sqlite3.Error, OSError) as error:
-            raise unavailable(self.display_url, error) from error
+        """`fn(connection)` in the writing thread."""
+        return await self._on(self._thread, self._connection, fn)
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """`fn(connection)` in the reading thread."""
         if self._conn is None:
             await self._run(lambda c: None)   # the writer opens the file and makes the schema
+        return await self._on(self._read_thread, self._reader, fn)
+
+    async def _on(self, thread: ThreadPoolExecutor, connection: Callable[[], sqlite3.Connection],
+                  fn: Callable[[sqlite3.Connection], T]) -> T:
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._read_thread, lambda: fn(self._reader()))
+            return await loop.run_in_executor(thread, lambda: fn(connection()))
         except StoreUnavailable:
             raise
         except (sqlite3.Error, OSError) as error:
