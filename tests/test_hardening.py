@@ -683,3 +683,28 @@ def test_bot_ask_needs_no_postgresql_or_redis_client_libraries():
                             timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert result.returncode == 0, result.stdout + result.stderr
     assert "muscle" in result.stdout.lower()
+
+
+# -- 8 (continued). a short Redis outage must not stall a conversation -----------------------
+
+@pytest.mark.anyio
+async def test_a_lock_released_during_a_short_redis_outage_is_released_when_redis_is_back(redis_prefix):  # noqa: F811
+    """The holder's release fails while Redis is cut off; once Redis is back the conversation
+    must be free again at once, not after the lock's lifetime (minutes: the longest turn)."""
+    from bot.stores import RedisLockStore
+    from tests.hardening_support import TcpProxy
+    from tests.stores_fixtures import REDIS_HOST, REDIS_PORT
+
+    with TcpProxy(REDIS_HOST, REDIS_PORT) as proxy:
+        cut_off = RedisLockStore.from_config(redis_config(redis_prefix, "redis") | {"port": proxy.port})
+        direct = RedisLockStore.from_config(redis_config(redis_prefix, "redis"))
+        try:
+            async with cut_off.lock("outage-1", timeout=120):
+                proxy.cut()
+            proxy.restore()
+            async with asyncio.timeout(15):   # far below the 120 s lifetime
+                async with direct.lock("outage-1", timeout=120):
+                    pass
+        finally:
+            await cut_off.close()
+            await direct.close()

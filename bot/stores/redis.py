@@ -300,6 +300,7 @@ class RedisLockStore(LockStore):
 
     poll_min = 0.002
     poll_max = 0.02
+    release_retry_seconds = 0.25
 
     def __init__(self, client: aioredis.Redis, display_url: str, key_prefix: str | None = None,
                  password: str | None = None, waiter_ttl: float = 10.0) -> None:
@@ -312,6 +313,7 @@ class RedisLockStore(LockStore):
         self._take = client.register_script(_TAKE_TICKET)
         self._poll = client.register_script(_POLL)
         self._release = client.register_script(_RELEASE)
+        self._retries: set[asyncio.Task] = set()   # releases waiting for Redis to come back
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "RedisLockStore":
@@ -364,10 +366,28 @@ class RedisLockStore(LockStore):
         try:
             released = await asyncio.shield(release)
         except _CONNECTION_ERRORS as error:
-            logger.warning("Could not release a conversation lock: %s; it expires by itself.", error)
+            # A short outage must not leave the conversation locked until the lock expires
+            # (its lifetime is the longest possible turn): keep trying in the background.
+            logger.warning("Could not release a conversation lock: %s; retrying until Redis is back.", error)
+            task = asyncio.ensure_future(self._release_later(keys, ticket, token, key_ms))
+            self._retries.add(task)
+            task.add_done_callback(self._retries.discard)
             return
         if not released:
             logger.debug("Lock ticket %s was no longer the holder.", ticket)
+
+    async def _release_later(self, keys: list[str], ticket: int, token: str, key_ms: int) -> None:
+        """Retry a failed release every RELEASE_RETRY_SECONDS until it succeeds or the lock has
+        expired anyway (bounded by its key lifetime)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + key_ms / 1000
+        while loop.time() < deadline:
+            await asyncio.sleep(self.release_retry_seconds)
+            try:
+                await self._release(keys=keys, args=[ticket, token, key_ms])
+                return
+            except _CONNECTION_ERRORS:
+                continue
 
     async def ping(self) -> None:
         try:
@@ -376,4 +396,6 @@ class RedisLockStore(LockStore):
             raise unavailable(self.display_url, error, self._password) from error
 
     async def close(self) -> None:
+        for task in list(self._retries):
+            task.cancel()
         await self._redis.aclose()
