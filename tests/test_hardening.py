@@ -33,7 +33,7 @@ import pytest
 import yaml
 
 from tests.hardening_support import SlowActionServer, agent_with_stores, served
-from tests.helpers import ROOT, run_bot, served_agent
+from tests.helpers import ROOT, run_bot
 from tests.stores_fixtures import (  # noqa: F401  (fixtures)
     bot_env,
     free_port,

@@ -58,10 +58,6 @@ class Window:
     events: list[dict] = field(default_factory=list)
     checkpoint: dict[str, Any] | None = None
 
-    @property
-    def last_seq(self) -> int:
-        return (self.checkpoint or {}).get("seq", 0) + len(self.events)
-
 
 class TrackerStore(abc.ABC):
     """Keeps each conversation's events (Rasa event dicts), in order, per sender id.
