@@ -12,7 +12,8 @@ benchmarks/http.py's aiohttp client from this process:
 - server RSS before and after a 1 MB message (refused at the door with 413);
 - throughput and latency at 20 concurrent conversations (http.py's harness) for the default
   store (SQLite FULL), SQLite NORMAL and the in-memory store, in alternating rounds (the machine
-  is shared: each store's median over the rounds); FULL as a share of in-memory.
+  is shared: each store's median over the rounds); FULL as a share of in-memory, and the server's
+  CPU time per message, which other load on the machine disturbs much less than throughput.
 """
 
 from __future__ import annotations
@@ -166,24 +167,32 @@ def main() -> None:
                              f"({(after - before) / 2**20:+.1f} MiB)"))
 
     kinds = ("sqlite-full", "sqlite-normal", "memory")
-    runs: dict[str, list[tuple[float, float, float]]] = {kind: [] for kind in kinds}
+    runs: dict[str, list[tuple[float, float, float, float]]] = {kind: [] for kind in kinds}
     for _ in range(args.rounds):
         for kind in kinds:
             with Server(kind) as server:
                 url = f"{server.base}/webhooks/rest/webhook"
                 asyncio.run(bhttp.sequential(url, 20))  # warm-up
+                cpu_before = server.process.cpu_times()
                 elapsed, total, lat = asyncio.run(bhttp.concurrent(url, 20, turns))
+                cpu_after = server.process.cpu_times()
+                cpu = (cpu_after.user + cpu_after.system - cpu_before.user - cpu_before.system) / total
                 runs[kind].append((total / elapsed, statistics.median(lat) * 1000,
-                                   bhttp.percentile(lat, 99) * 1000))
+                                   bhttp.percentile(lat, 99) * 1000, cpu * 1000))
     for kind in kinds:
         rate = statistics.median(r[0] for r in runs[kind])
         rows.append((f"20 concurrent x {turns} turns, {kind} (median of {args.rounds} rounds)",
                      f"{rate:.0f} msg/s (rounds: {', '.join(f'{r[0]:.0f}' for r in runs[kind])}), "
                      f"latency median {statistics.median(r[1] for r in runs[kind]):.1f} ms, "
-                     f"p99 {statistics.median(r[2] for r in runs[kind]):.1f} ms"))
+                     f"p99 {statistics.median(r[2] for r in runs[kind]):.1f} ms, "
+                     f"server CPU {statistics.median(r[3] for r in runs[kind]):.2f} ms/message"))
     full = statistics.median(r[0] for r in runs["sqlite-full"])
     memory = statistics.median(r[0] for r in runs["memory"])
     rows.append(("default store (SQLite FULL) throughput / in-memory", f"{100 * full / memory:.0f} %"))
+    cpu_full = statistics.median(r[3] for r in runs["sqlite-full"])
+    cpu_memory = statistics.median(r[3] for r in runs["memory"])
+    rows.append(("in-memory / SQLite FULL server CPU per message (load-independent)",
+                 f"{100 * cpu_memory / cpu_full:.0f} %"))
     rows.append(("load average at end", " / ".join(f"{x:.2f}" for x in os.getloadavg())))
 
     width = max(len(k) for k, _ in rows)
