@@ -619,7 +619,9 @@ CONVERSATION = ["hello", "my lower back hurts after lifting a box", "3 days", "6
                 "thanks", "/restart", "is it sciatica?", "I feel hopeless", "no fever"]
 
 
-def test_turns_load_a_bounded_window_and_answer_as_with_the_whole_history(agent, store_config, tmp_path):  # noqa: F811
+@pytest.mark.parametrize("restarts", [True, False], ids=["with-restarts", "one-long-session"])
+def test_turns_load_a_bounded_window_and_answer_as_with_the_whole_history(agent, store_config, tmp_path,  # noqa: F811
+                                                                           restarts):
     """Two agents on the same long conversation: one on the store under test (checkpoint +
     window), one replaying the whole history every turn. Same replies and state at every turn;
     the window the store hands over stays bounded."""
@@ -632,11 +634,12 @@ def test_turns_load_a_bounded_window_and_answer_as_with_the_whole_history(agent,
 
     windowed = agent_with_stores(agent, create_tracker_store(store_config, tmp_path))
     whole = agent_with_stores(agent, WholeHistory())
+    conversation = CONVERSATION if restarts else [t for t in CONVERSATION if t != "/restart"]
     loop = asyncio.new_event_loop()
     try:
         sizes = []
-        for n in range(12 * len(CONVERSATION)):
-            text = CONVERSATION[n % len(CONVERSATION)]
+        for n in range(12 * len(conversation)):
+            text = conversation[n % len(conversation)]
             a = loop.run_until_complete(windowed.handle_message(UserMessage(text, "window-1")))
             b = loop.run_until_complete(whole.handle_message(UserMessage(text, "window-1")))
             assert a == b, (n, text)

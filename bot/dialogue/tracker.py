@@ -2,7 +2,9 @@
 
 A long conversation is not replayed from its first event on every turn: the store keeps a
 checkpoint (the state after event number `seq`) and hands over only the events after it, a
-window of between CHECKPOINT_WINDOW and twice that many events (`Tracker.checkpoint`).
+window of between CHECKPOINT_WINDOW and twice that many events (`Tracker.checkpoint`). The
+checkpoint also keeps the latest dialogue steps before the window (what rules and stories
+match on) and the session's latest user messages (what the form actions read).
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ from typing import Any, Iterable
 from bot.dialogue.domain import Domain
 
 ACTION_LISTEN = "action_listen"
-# Events kept after a checkpoint: enough for every rule and story (the memoization window is
-# ten steps, a few turns) and for the actions' view of the latest turns.
-CHECKPOINT_WINDOW = 40
+# Events kept after a checkpoint (the latest turn or two, for the actions' view of them).
+CHECKPOINT_WINDOW = 16
+# Dialogue steps kept in a checkpoint: more than any rule's or story's window (memoization
+# looks at 2 x max_history = 10 steps, rules at a few).
+CHECKPOINT_STEPS = 24
 # User messages of the running session that came before the window, kept in the checkpoint
 # (text and intent only) so that actions still see what the user said since the session began.
 CHECKPOINT_USER_MESSAGES = 20
@@ -85,7 +89,7 @@ class Tracker:
         self._last_restart: int | None = None
         self.base_seq = 0                 # events before self.events (covered by the checkpoint)
         self._base: dict[str, Any] | None = None
-        self._earlier_steps = False       # the session had dialogue steps before self.events
+        self._earlier_steps: list[tuple] = []   # the session's latest steps before self.events
         self._earlier_users: list[dict[str, Any]] = []  # its user messages before self.events
         if checkpoint:
             self._restore(checkpoint)
@@ -99,7 +103,15 @@ class Tracker:
         """Everything the events so far imply, as plain JSON (a checkpoint's `state`)."""
         state: dict[str, Any] = {name: getattr(self, name) for name in _STATE_FIELDS}
         state["slots"] = dict(self.slots)
-        state["earlier_steps"] = bool(self.turn_steps())
+        steps = self.turn_steps()
+        if len(steps) > CHECKPOINT_STEPS:
+            cut = len(steps) - CHECKPOINT_STEPS
+            loop = None   # the loop active before the kept steps, as their first step
+            for kind, value in steps[:cut]:
+                if kind == "active_loop":
+                    loop = value
+            steps = [("active_loop", loop)] + steps[cut:]
+        state["steps"] = [list(step) for step in steps]
         state["earlier_users"] = self.session_user_messages()[-CHECKPOINT_USER_MESSAGES:]
         return state
 
@@ -111,7 +123,7 @@ class Tracker:
         self.slots.update({k: v for k, v in (state.get("slots") or {}).items() if k in self.domain.slots})
         self.base_seq = int(checkpoint["seq"])
         self._base = checkpoint
-        self._earlier_steps = bool(state.get("earlier_steps"))
+        self._earlier_steps = [tuple(step) for step in state.get("steps") or []]
         self._earlier_users = list(state.get("earlier_users") or [])
 
     @property
@@ -217,10 +229,9 @@ class Tracker:
 
     def turn_steps(self) -> list[tuple]:
         """The dialogue as steps for the policies: intents, (non-transparent) actions, loops.
-        Steps before a checkpoint are summed up as one step: the loop that was active then."""
-        steps: list[tuple] = []
-        if self._earlier_steps and self._restart_index() is None:
-            steps.append(("active_loop", (self._base or {}).get("state", {}).get("active_loop")))
+        After a checkpoint, its latest steps come first (older ones summed up as one step: the
+        loop that was active before them)."""
+        steps: list[tuple] = list(self._earlier_steps) if self._restart_index() is None else []
         for event in self.applied_events():
             kind = event.get("event")
             if kind == "user":
