@@ -1,12 +1,13 @@
 """The default store: conversations in an embedded SQLite file (WAL), for one server process.
 
-The standard library's sqlite3 runs in two dedicated threads, one writing and one reading (WAL
-lets a reader go on while a commit waits for the disk), so the event loop never blocks and
-there is no async-driver overhead per statement. Appends that arrive while a write is in
-progress are committed together in the next transaction (group commit: one disk sync for all
-of them): each append is still all-or-nothing, and a reply is only sent after its events are
-committed. Same tables as the
-PostgreSQL store (bot/stores/sql.py), so data can move between them.
+The standard library's sqlite3 writes in one dedicated thread, so the event loop never waits
+for the disk, and there is no async-driver overhead per statement. Appends that arrive while a
+write is in progress are committed together in the next transaction (group commit: one disk
+sync for all of them): each append is still all-or-nothing, and a reply is only sent after its
+events are committed. Reads (a turn's window: a few dozen rows) run on the event loop through a
+second, memory-mapped connection: WAL lets them go on while a commit waits for the disk, and
+they cost less than a handoff to a thread. Same tables as the PostgreSQL store
+(bot/stores/sql.py), so data can move between them.
 
 Durability: `synchronous=FULL` by default (endpoints.yml `tracker_store: {synchronous: normal}`
 trades it for speed): every commit is on disk before its reply is sent, so acknowledged turns
@@ -17,6 +18,7 @@ later operation fail (StoreUnavailable, /health 503) instead of writing into a v
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -24,7 +26,7 @@ import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterator, TypeVar
 
 from bot.stores.base import (
     StoreUnavailable,
@@ -81,7 +83,6 @@ class SQLiteTrackerStore(TrackerStore):
             raise ValueError(f"endpoints.yml: tracker_store synchronous {synchronous!r} is not supported; "
                              f"use one of: {', '.join(SYNCHRONOUS)}")
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="backline-sqlite")
-        self._read_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="backline-sqlite-read")
         self._conn: sqlite3.Connection | None = None
         self._read_conn: sqlite3.Connection | None = None
         self._file_id: tuple[int, int] | None = None
@@ -108,7 +109,7 @@ class SQLiteTrackerStore(TrackerStore):
         return self._conn
 
     def _reader(self) -> sqlite3.Connection:
-        """The reading thread's connection (opened after the writer made the schema)."""
+        """The reading connection, used on the event loop (opened after the writer made the schema)."""
         if self._read_conn is None:
             conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA busy_timeout=30000")
@@ -132,7 +133,9 @@ class SQLiteTrackerStore(TrackerStore):
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """`fn(connection)` in the writing thread."""
-        return await self._on(self._thread, self._connection, fn)
+        loop = asyncio.get_running_loop()
+        with self._failures():
+            return await loop.run_in_executor(self._thread, lambda: fn(self._connection()))
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """`fn(connection)` on the event loop's own thread: a WAL read never waits for the
@@ -140,18 +143,14 @@ class SQLiteTrackerStore(TrackerStore):
         handing it to a thread and back (which also makes both threads fight for the GIL)."""
         if self._conn is None:
             await self._run(lambda c: None)   # the writer opens the file and makes the schema
-        try:
+        with self._failures():
             return fn(self._reader())
-        except StoreUnavailable:
-            raise
-        except (sqlite3.Error, OSError) as error:
-            raise unavailable(self.display_url, error) from error
 
-    async def _on(self, thread: ThreadPoolExecutor, connection: Callable[[], sqlite3.Connection],
-                  fn: Callable[[sqlite3.Connection], T]) -> T:
-        loop = asyncio.get_running_loop()
+    @contextlib.contextmanager
+    def _failures(self) -> Iterator[None]:
+        """sqlite3 and OS errors as StoreUnavailable (URL named, nothing of the turn saved)."""
         try:
-            return await loop.run_in_executor(thread, lambda: fn(connection()))
+            yield
         except StoreUnavailable:
             raise
         except (sqlite3.Error, OSError) as error:
@@ -278,16 +277,11 @@ class SQLiteTrackerStore(TrackerStore):
                 self._conn.close()
                 self._conn = None
 
-        def shut_reader(_: Any) -> None:
-            if self._read_conn is not None:
-                self._read_conn.close()
-                self._read_conn = None
-
-        loop = asyncio.get_running_loop()
         if self._read_conn is not None:
-            await loop.run_in_executor(self._read_thread, shut_reader, None)
+            self._read_conn.close()
+            self._read_conn = None
         if self._conn is not None:
-            await loop.run_in_executor(self._thread, shut, None)
+            await asyncio.get_running_loop().run_in_executor(self._thread, shut, None)
 
 
 ERASE_WAL_WAIT_SECONDS = 1.0
