@@ -8,3 +8,7 @@ fi
 if ! pg_isready -h 127.0.0.1 -p 5432 >/dev/null 2>&1; then
   pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql)" main start || true
 fi
+# strace: the durability test checks that every acknowledged turn was synced to disk.
+if ! command -v strace >/dev/null 2>&1; then
+  (apt-get update -qq && apt-get install -y -qq strace) >/dev/null 2>&1 || true
+fi

@@ -159,7 +159,12 @@ def _memory_agent(project_dir: str, progress: bool = True):
 
 def cmd_ask(args: argparse.Namespace) -> int:
     from bot.agent import UserMessage
+    from bot.limits import message_error
 
+    problem = message_error(args.question)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     agent = _memory_agent(args.project, progress=sys.stderr.isatty())
     sender = f"ask-{uuid.uuid4().hex[:12]}"
 
@@ -182,9 +187,14 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 
 def cmd_forget(args: argparse.Namespace) -> int:
+    from bot.limits import sender_id_error
     from bot.project import load_project
     from bot.stores import create_tracker_store
 
+    problem = sender_id_error(args.sender_id)
+    if problem:
+        print(f"error: a conversation id {problem}; no stored conversation has this one", file=sys.stderr)
+        return 2
     project = load_project(args.project)
 
     async def go() -> bool:

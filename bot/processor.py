@@ -97,6 +97,16 @@ class Processor:
         text = self.domain_fill(tracker, decision.question.text)
         self._send(tracker, {"text": text, "buttons": ANSWER_BUTTONS}, out)
 
+    async def safety_reply(self, sender_id: str, text: str) -> list[dict[str, Any]]:
+        """The safety layer's reply to `text` alone (no dialogue, no custom action, nothing
+        stored): for a turn that cannot run normally, so danger signs are still answered."""
+        out: list[dict[str, Any]] = []
+        tracker = Tracker(sender_id, self.domain)
+        decision = await self._safety(tracker, clean_text(text), out)
+        if decision.question is not None:
+            self._ask_safety(tracker, decision, out)
+        return out
+
     async def start(self, tracker: Tracker) -> list[dict[str, Any]]:
         """Open a conversation (disclaimer) without a user message, unless one is running."""
         out: list[dict[str, Any]] = []

@@ -22,6 +22,7 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "emergency_number": "911",
     "crisis_line": "988",
     "action_timeout": 10.0,
+    "turn_timeout": 45.0,
 }
 
 

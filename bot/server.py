@@ -28,13 +28,15 @@ from bot.channels.guards import (
     ApiError,
     Cors,
     JsonErrorHandler,
+    RateLimiter,
     add_security_headers,
+    check_headers,
     check_token,
     json_body,
+    message_text,
     optional_str,
     parse_rate_limit,
-    required_text,
-    sender_id,
+    path_id,
 )
 from bot.channels.openapi import openapi_document
 from bot.channels.rest import rest_blueprint
@@ -102,6 +104,10 @@ def create_app(agent: Any, credentials: dict[str, Any] | None = None, *, token: 
     # TouchUp rewrites Sanic's class methods at startup, which fails for a second app in the
     # same process (tests); the speed it buys is not measurable next to the engine.
     app.config.TOUCHUP = False
+    # A turn ends by the agent's turn_timeout (then the polite reply) and its write within
+    # the lock's lifetime: Sanic must not cut the request with a bare 503 before that.
+    lock_lifetime = float(getattr(agent, "lock_lifetime", 0) or 0)
+    app.config.RESPONSE_TIMEOUT = max(float(app.config.RESPONSE_TIMEOUT), lock_lifetime + 5)
     app.ctx.agent = agent
 
     async def handle(text: str, sender: str, metadata: dict[str, Any] | None,
@@ -109,20 +115,30 @@ def create_app(agent: Any, credentials: dict[str, Any] | None = None, *, token: 
         return await agent.handle_message(UserMessage(
             text=text, sender_id=sender, metadata=metadata, input_channel=input_channel))
 
+    async def limited(text: str, sender: str, retry_after: int) -> list[dict[str, Any]]:
+        return await agent.rate_limited_reply(UserMessage(text=text, sender_id=sender), retry_after)
+
     if "rest" in credentials:
-        app.blueprint(rest_blueprint(handle, rate_limiter=limiter))
+        app.blueprint(rest_blueprint(handle, rate_limiter=limiter, limited=limited))
     if "socketio" in credentials:
         app.ctx.socketio = SocketIOChannel.from_credentials(
             handle, credentials.get("socketio"), cors_origins=origins or None,
-            max_message_bytes=max_request_bytes, rate_limiter=limiter)
+            max_message_bytes=max_request_bytes, rate_limiter=limiter, limited=limited,
+            emergency_number=str((getattr(agent, "settings", {}) or {}).get("emergency_number", "911")))
         app.ctx.socketio.attach(app)
-    app.blueprint(widget_blueprint(partial(agent.tracker_dict, include_events="AFTER_RESTART"),
-                                   getattr(agent, "settings", {}) or {}))
+    # The widget polls its state once after each reply: a looser limit of its own, per address.
+    state_limiter = RateLimiter(limiter.limit * 4, limiter.period) if limiter is not None else None
+    app.blueprint(widget_blueprint(agent.events_after, getattr(agent, "settings", {}) or {},
+                                   rate_limiter=state_limiter))
 
     # -- Rasa's HTTP API ------------------------------------------------------------------------
 
     @app.route("/health", methods=["GET", "HEAD"])
     async def health(request: Request) -> HTTPResponse:
+        """200 only when the conversation stores answer (503 StoreUnavailable otherwise)."""
+        ping = getattr(agent, "ping_stores", None)
+        if ping is not None:
+            await ping()
         return response.json({"status": "ok"})
 
     @app.get("/status")
@@ -137,7 +153,7 @@ def create_app(agent: Any, credentials: dict[str, Any] | None = None, *, token: 
             raise ApiError(400, "emulation_mode is not supported; omit it for Rasa's format",
                            "UnsupportedEmulation")
         data = json_body(request)
-        text = required_text(data, "text")
+        text = message_text(data, "text")
         message_id = optional_str(data, "message_id")
         if limiter is not None:
             limiter.check(f"ip:{request.remote_addr or request.ip}")
@@ -146,7 +162,7 @@ def create_app(agent: Any, credentials: dict[str, Any] | None = None, *, token: 
     @app.get("/conversations/<conversation_id:str>/tracker")
     async def tracker(request: Request, conversation_id: str) -> HTTPResponse:
         check_token(request, token)
-        conversation_id = sender_id(conversation_id, "conversation_id")
+        conversation_id = path_id(conversation_id)
         include = request.get_args(keep_blank_values=True).get("include_events", "AFTER_RESTART")
         if include.upper() not in INCLUDE_EVENTS or include not in (include.upper(),
                                                                       include.lower()):
@@ -161,7 +177,7 @@ def create_app(agent: Any, credentials: dict[str, Any] | None = None, *, token: 
     @app.delete("/conversations/<conversation_id:str>")
     async def delete(request: Request, conversation_id: str) -> HTTPResponse:
         check_token(request, token)
-        conversation_id = sender_id(conversation_id, "conversation_id")
+        conversation_id = path_id(conversation_id)
         if not await agent.delete_conversation(conversation_id):
             raise ApiError(404, f"no conversation with id {conversation_id!r}",
                            "ConversationNotFound")
@@ -175,6 +191,7 @@ def create_app(agent: Any, credentials: dict[str, Any] | None = None, *, token: 
 
     @app.on_request
     async def preflight(request: Request) -> HTTPResponse | None:
+        check_headers(request)
         if request.method == "OPTIONS" and "access-control-request-method" in request.headers:
             if not request.path.startswith("/socket.io"):
                 return cors.preflight(request)
@@ -182,9 +199,8 @@ def create_app(agent: Any, credentials: dict[str, Any] | None = None, *, token: 
 
     @app.on_response
     async def headers(request: Request, resp: HTTPResponse) -> None:
-        if request.path.startswith("/socket.io"):
-            return  # python-socketio answers CORS for its own endpoint
-        cors.apply(request, resp)
+        if not request.path.startswith("/socket.io"):  # python-socketio answers its own CORS
+            cors.apply(request, resp)
         add_security_headers(
             request, resp,
             frame_ancestors=frame_ancestors if request.path == "/widget/frame" else "'none'")

@@ -104,19 +104,21 @@ class LogCapture(logging.Handler):
 # -- fault injectors ---------------------------------------------------------------------------
 
 class SlowActionServer:
-    """A tiny HTTP server that answers every POST after `delay` seconds (a stuck action server)."""
+    """A tiny HTTP server that answers every POST after `delay` seconds (a stuck action server),
+    with no events. `only`: delay just that action (`next_action`); the rest answer at once."""
 
-    def __init__(self, delay: float) -> None:
+    def __init__(self, delay: float, only: str | None = None) -> None:
         self.delay = delay
         self.calls = 0
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 - http.server's name
-                outer.calls += 1
                 length = int(self.headers.get("content-length") or 0)
-                self.rfile.read(length)
-                time.sleep(outer.delay)
+                payload = self.rfile.read(length)
+                if only is None or json.loads(payload or b"{}").get("next_action") == only:
+                    outer.calls += 1
+                    time.sleep(outer.delay)
                 body = json.dumps({"events": [], "responses": []}).encode()
                 try:
                     self.send_response(200)

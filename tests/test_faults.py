@@ -268,4 +268,4 @@ def test_a_corrupt_stored_event_gets_a_polite_reply_not_a_500(agent):
     with served(agent_with_stores(agent, store)) as base, httpx.Client(base_url=base, timeout=60) as c:
         r = c.post("/webhooks/rest/webhook", json={"sender": "corrupt-1", "message": "my back hurts"})
     assert r.status_code == 200, (r.status_code, r.text)
-    assert any("try again" in m.get("text", "").lower() for m in r.json()), r.text
+    assert any("start a new conversation" in m.get("text", "").lower() for m in r.json()), r.text

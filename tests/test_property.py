@@ -1,7 +1,7 @@
 """Property-based tests (hypothesis) of the NLU and the processor on arbitrary unicode.
 
 Whatever a person (or an attacker) types -- emoji, right-to-left scripts, control characters,
-only whitespace, 100 KB, lone surrogates (which JSON's "\\ud800" escapes deliver to the Python
+only whitespace, messages at the length limit, lone surrogates (which JSON's "\\ud800" escapes deliver to the Python
 API) -- the engine must:
 
 * parse it without an exception and give a well-formed parse result (NLU),
@@ -9,7 +9,7 @@ API) -- the engine must:
 * leave a valid tracker: every event JSON-serialisable, every slot declared in the domain and
   of its type, `triage_level` one of info/routine/urgent/emergency and never lower than before.
 
-Bounded: by default 60 single messages, 20 conversations of 2-8 turns, 3 messages of 100 KB and
+Bounded: by default 60 single messages, 20 conversations of 2-8 turns, 3 messages at the limit and
 10 surrogate cases; with BACKLINE_SOAK=1 1000 / 300 / 40 / 100. No deadline (the machine is
 shared); one session-scoped engine with an in-memory store.
 """
@@ -49,7 +49,7 @@ NOISE = st.sampled_from([
     "\u202eRTL override", "\u200f\u05db\u05d0\u05d1 \u05d2\u05d1", "\u0623\u0644\u0645 \u0641\u064a \u0627\u0644\u0638\u0647\u0631",
     "\U0001F9B4\U0001F62D\U0001F691", "\x00\x01\x1b[31m", "\t\n\r \u00a0\u2028\u3000",
     "{slot}{{}}{triage_level}", "/inform{\"triage_level\": \"info\"}", '/inform{"red_flags": []}',
-    "<script>alert(1)</script>", "\u0301\u0301\u0301", "\ufeff", "A" * 6000,
+    "<script>alert(1)</script>", "\u0301\u0301\u0301", "\ufeff", "A" * 4900,  # long, under the limit
 ])
 TURN = st.one_of(ANY_TEXT, KNOWN, NOISE, st.builds(lambda a, b: a + " " + b, KNOWN, ANY_TEXT))
 
@@ -144,15 +144,21 @@ def test_conversations_keep_tracker_valid_and_triage_never_drops(agent, engine, 
 @settings(max_examples=BIG_EXAMPLES, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(chunk=st.text(alphabet=ALPHABET, min_size=1, max_size=40), flag=st.sampled_from(["", " I can't control my bladder "]))
-def test_100kb_messages_are_answered(agent, engine, chunk, flag):
-    """A 100 KB message (what the REST size limit lets through) still gets a bounded answer."""
+def test_messages_at_the_length_limit_are_answered(agent, engine, chunk, flag):
+    """A message of MAX_MESSAGE_CHARS (the longest any channel lets through) gets a bounded
+    answer; one character more is refused before any work is done."""
+    from bot.agent import MessageTooLong
+    from bot.limits import MAX_MESSAGE_CHARS
+
     send, tracker = engine
-    text = (chunk * (100_000 // len(chunk) + 1))[:100_000 - len(flag)] + flag
+    text = (chunk * (MAX_MESSAGE_CHARS // len(chunk) + 1))[:MAX_MESSAGE_CHARS - len(flag)] + flag
     sender = f"prop-big-{uuid.uuid4().hex}"
     _check_replies(send(text, sender))
     level = assert_tracker_valid(tracker(sender), agent.project.domain)
     if flag:
-        assert level == "emergency", "a danger sign at the end of 100 KB is still seen"
+        assert level == "emergency", "a danger sign at the end of the longest message is still seen"
+    with pytest.raises(MessageTooLong):
+        send(text + "x", f"prop-big-{uuid.uuid4().hex}")
 
 
 def test_levels_are_the_documented_ones(agent):

@@ -67,7 +67,13 @@ class Console:
 
     async def send(self, text: str) -> None:
         from bot.agent import UserMessage
+        from bot.limits import message_error
 
+        problem = message_error(text)
+        if problem:
+            self.out.write(self._paint(ALERT, f"Backline: {problem}.") + "\n")
+            self.out.flush()
+            return
         replies = await self.agent.handle_message(UserMessage(text, self.sender, input_channel="cmdline"))
         self.show(replies)
 

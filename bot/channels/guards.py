@@ -11,6 +11,7 @@ import math
 import re
 import time
 from collections import deque
+from urllib.parse import unquote
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,12 +20,14 @@ from sanic.exceptions import PayloadTooLarge, SanicException
 from sanic.handlers import ErrorHandler
 from sanic.response import HTTPResponse
 
+from bot.limits import MAX_JSON_DEPTH, json_depth_exceeds, message_error, sender_id_error
 from bot.stores.base import StoreUnavailable
 
 logger = logging.getLogger(__name__)
 
-MAX_SENDER_ID_CHARS = 256
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")   # RFC 9110 token
+_HEADER_VALUE_BAD = re.compile(r"[\r\n\x00]")
+_JSON_TYPE = re.compile(r"^application/(?:[\w.+-]+\+)?json$")
 
 # Pages may load scripts, styles and data only from this server: no inline code at all.
 PAGE_CSP = (
@@ -74,8 +77,13 @@ class JsonErrorHandler(ErrorHandler):
             reason = type(exception).__name__
             message = str(exception.message if hasattr(exception, "message") else exception)
             if isinstance(exception, PayloadTooLarge):
-                limit = getattr(getattr(request, "app", None), "config", {}).get("REQUEST_MAX_SIZE")
-                message = f"request is larger than the limit of {limit} bytes"
+                config = getattr(getattr(request, "app", None), "config", {})
+                if "header" in message.lower():  # the request line (URL) and headers
+                    status, reason = 431, "HeadersTooLarge"
+                    message = (f"the URL and headers are larger than the limit of "
+                               f"{config.get('REQUEST_MAX_HEADER_SIZE')} bytes")
+                else:
+                    message = f"request is larger than the limit of {config.get('REQUEST_MAX_SIZE')} bytes"
             if status >= 500:
                 logger.error("%s on %s", reason, _route(request))
                 message = "internal server error"
@@ -94,8 +102,25 @@ def _route(request: Request) -> str:
     return getattr(route, "path", None) or "(unrouted request)"
 
 
+def check_headers(request: Request) -> None:
+    """Refuse headers a proxy in front could read differently (request smuggling): names that
+    are not tokens (`Transfer-Encoding :`), CR/LF/NUL in values, more than one Host."""
+    for name, value in request.headers.items():
+        if not _HEADER_NAME.match(name) or _HEADER_VALUE_BAD.search(value):
+            raise ApiError(400, "malformed request header", "BadHeader")
+    if len(request.headers.getall("host", [])) > 1:
+        raise ApiError(400, "more than one Host header", "BadHeader")
+
+
 def json_body(request: Request) -> dict[str, Any]:
-    """The request body as a JSON object, or an ApiError saying what is wrong with it."""
+    """The request body as a JSON object, or an ApiError saying what is wrong with it.
+
+    Only `Content-Type: application/json` is read: a cross-site HTML form or a no-preflight
+    `fetch` can post text/plain, form or typeless bodies, never JSON."""
+    content_type = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+    if not _JSON_TYPE.match(content_type):
+        raise ApiError(415, "send the body as JSON with `Content-Type: application/json`",
+                       "UnsupportedMediaType")
     raw = request.body or b""
     if not raw.strip():
         raise ApiError(400, "request body is empty; send a JSON object", "EmptyBody")
@@ -110,6 +135,8 @@ def json_body(request: Request) -> dict[str, Any]:
                        "MalformedJson") from None
     if not isinstance(data, dict):
         raise ApiError(400, "request body must be a JSON object", "WrongType")
+    if json_depth_exceeds(data):
+        raise ApiError(400, f"request body nests deeper than {MAX_JSON_DEPTH} levels", "TooDeep")
     return data
 
 
@@ -144,14 +171,34 @@ def required_text(data: dict[str, Any], key: str) -> str:
     return value
 
 
+def message_text(data: dict[str, Any], key: str) -> str:
+    """A user message (required_text) within the length limit (bot/limits.py), else 413."""
+    value = required_text(data, key)
+    problem = message_error(value)
+    if problem:
+        raise ApiError(413, f"`{key}`: {problem}", "MessageTooLong", field=key)
+    return value
+
+
 def sender_id(value: Any, key: str = "sender") -> str:
-    """A conversation id: a non-empty string without control characters."""
+    """A conversation id by the one rule every channel uses (bot/limits.py)."""
     if not isinstance(value, str):
         raise ApiError(400, f"`{key}` must be a string", "WrongType", field=key)
-    if not value or len(value) > MAX_SENDER_ID_CHARS or _CONTROL.search(value):
-        raise ApiError(400, f"`{key}` must be 1-{MAX_SENDER_ID_CHARS} characters without "
-                       "control characters", "InvalidSenderId", field=key)
+    problem = sender_id_error(value)
+    if problem:
+        raise ApiError(400, f"`{key}` {problem}", "InvalidSenderId", field=key)
     return value
+
+
+def path_id(raw: str, key: str = "conversation_id") -> str:
+    """A conversation id taken from a URL path: percent-decoded (Sanic hands path parameters
+    over raw, so `user%40x.com` is `user@x.com`), then checked like any other id."""
+    try:
+        decoded = unquote(raw, errors="strict")
+    except UnicodeDecodeError:
+        raise ApiError(400, f"`{key}` is not valid percent-encoded UTF-8", "InvalidSenderId",
+                       field=key) from None
+    return sender_id(decoded, key)
 
 
 def optional_object(data: dict[str, Any], key: str) -> dict[str, Any] | None:

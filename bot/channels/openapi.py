@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from bot.limits import MAX_MESSAGE_CHARS, MAX_SENDER_ID_CHARS
+
 _ERROR = {
     "type": "object",
     "required": ["error", "reason", "code"],
@@ -36,11 +38,11 @@ _MESSAGE_REQUEST = {
     "type": "object",
     "required": ["message"],
     "properties": {
-        "sender": {"type": "string", "nullable": True, "minLength": 1, "maxLength": 256,
+        "sender": {"type": "string", "nullable": True, "minLength": 1, "maxLength": MAX_SENDER_ID_CHARS,
                    "pattern": "^[^\\x00-\\x1f\\x7f]*$",
                    "description": "conversation id; `default` when missing"},
-        "message": {"type": "string", "minLength": 1, "pattern": "\\S"},
-        "metadata": {"type": "object", "nullable": True},
+        "message": {"type": "string", "minLength": 1, "maxLength": MAX_MESSAGE_CHARS, "pattern": "\\S"},
+        "metadata": {"type": "object", "nullable": True, "description": "JSON nested at most 32 levels"},
         "input_channel": {"type": "string", "nullable": True},
     },
 }
@@ -98,7 +100,9 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 def _errors(*codes: int) -> dict[str, Any]:
     text = {400: "bad input", 401: "auth token missing", 403: "auth token wrong",
-            404: "not found", 413: "request body too large", 429: "rate limited (Retry-After)"}
+            404: "not found", 413: "request body or message too long",
+            415: "body is not Content-Type: application/json", 429: "rate limited (Retry-After)",
+            503: "conversation store unavailable or conversation unreadable (Retry-After)"}
     return {str(c): _json({"$ref": "#/components/schemas/Error"}, text[c]) for c in codes}
 
 
@@ -107,8 +111,9 @@ def openapi_document(*, auth: bool = False) -> dict[str, Any]:
     secured = {"security": [{"token": []}]} if auth else {}
     auth_errors = (401, 403) if auth else ()
     conversation_id = {"name": "conversation_id", "in": "path", "required": True,
-                       "schema": {"type": "string", "minLength": 1, "maxLength": 256,
-                                  "pattern": "^[^/\\x00-\\x1f\\x7f]+$"}}
+                       "description": "percent-encoded in the path (`user%40x.com`)",
+                       "schema": {"type": "string", "minLength": 1, "maxLength": MAX_SENDER_ID_CHARS,
+                                  "pattern": "^[^/%\\x00-\\x1f\\x7f]+$"}}
     body = {"required": True, "content": {"application/json": {"schema": {}}}}
     doc: dict[str, Any] = {
         "openapi": "3.0.3",
@@ -129,7 +134,11 @@ def openapi_document(*, auth: bool = False) -> dict[str, Any]:
                         "application/json": {"schema": {"type": "array", "items": {
                             "$ref": "#/components/schemas/BotMessage"}}},
                         "text/event-stream": {"schema": {"type": "string"}}}},
-                    **_errors(400, 413, 429)}}},
+                    **_errors(400, 413, 415),
+                    "429": {"description": "rate limited (Retry-After): the safety screen's reply to the "
+                                           "message, then how long to wait, as bot messages",
+                            "content": {"application/json": {"schema": {"type": "array", "items": {
+                                "$ref": "#/components/schemas/BotMessage"}}}}}}}},
             "/webhooks/rest/": {"get": {
                 "summary": "REST channel health", "operationId": "restHealth",
                 "responses": {"200": _json({"type": "object", "required": ["status"],
@@ -138,11 +147,12 @@ def openapi_document(*, auth: bool = False) -> dict[str, Any]:
                 "summary": "Parse a text with the NLU model", "operationId": "parse", **secured,
                 "requestBody": {**body, "content": {"application/json": {"schema": {
                     "type": "object", "required": ["text"],
-                    "properties": {"text": {"type": "string", "minLength": 1, "pattern": "\\S"},
+                    "properties": {"text": {"type": "string", "minLength": 1, "maxLength": MAX_MESSAGE_CHARS,
+                                            "pattern": "\\S"},
                                    "message_id": {"type": "string", "nullable": True}}}}}},
                 "responses": {"200": _json({"$ref": "#/components/schemas/ParseResult"},
                                            "parse result"),
-                              **_errors(400, *auth_errors, 413, 429)}}},
+                              **_errors(400, *auth_errors, 413, 415, 429)}}},
             "/conversations/{conversation_id}/tracker": {"get": {
                 "summary": "A conversation's tracker", "operationId": "getTracker", **secured,
                 "parameters": [conversation_id, {
@@ -151,14 +161,14 @@ def openapi_document(*, auth: bool = False) -> dict[str, Any]:
                                "enum": ["ALL", "AFTER_RESTART", "APPLIED", "NONE",
                                         "all", "after_restart", "applied", "none"]}}],
                 "responses": {"200": _json({"$ref": "#/components/schemas/Tracker"}, "tracker"),
-                              **_errors(400, *auth_errors, 404)}}},
+                              **_errors(400, *auth_errors, 404, 503)}}},
             "/conversations/{conversation_id}": {"delete": {
                 "summary": "Erase a conversation everywhere it is stored",
                 "operationId": "deleteConversation", **secured, "parameters": [conversation_id],
                 "responses": {"200": _json({"type": "object", "required": ["deleted"],
                                             "properties": {"deleted": {"type": "string"}}},
                                            "deleted"),
-                              **_errors(400, *auth_errors, 404)}}},
+                              **_errors(400, *auth_errors, 404, 503)}}},
             "/status": {"get": {
                 "summary": "Loaded model", "operationId": "status", **secured,
                 "responses": {"200": _json({"type": "object", "properties": {
@@ -167,20 +177,26 @@ def openapi_document(*, auth: bool = False) -> dict[str, Any]:
                     "num_active_training_jobs": {"type": "integer"}}}, "status"),
                     **_errors(*auth_errors)}}},
             "/health": {"get": {
-                "summary": "Liveness", "operationId": "health",
+                "summary": "Liveness: 200 when the conversation stores answer", "operationId": "health",
                 "responses": {"200": _json({"type": "object", "required": ["status"],
-                                            "properties": {"status": {"enum": ["ok"]}}}, "ok")}}},
+                                            "properties": {"status": {"enum": ["ok"]}}}, "ok"),
+                              **_errors(503)}}},
             "/widget/state/{conversation_id}": {"get": {
-                "summary": "What the widget shows after a reload: triage level, transcript",
-                "operationId": "widgetState", "parameters": [conversation_id],
+                "summary": "What the widget shows: triage level, messages since `after`",
+                "operationId": "widgetState", "parameters": [conversation_id, {
+                    "name": "after", "in": "query", "required": False,
+                    "schema": {"type": "integer", "minimum": 0, "maximum": 10**15 - 1},
+                    "description": "the `seq` of an earlier answer: only later messages (default 0: all)"}],
                 "responses": {"200": _json({"type": "object", "required": [
-                    "sender_id", "triage_level", "emergency_number", "messages"], "properties": {
+                    "sender_id", "triage_level", "emergency_number", "messages", "seq", "reset"], "properties": {
                     "sender_id": {"type": "string"},
                     "triage_level": {"type": "string"},
                     "emergency_number": {"type": "string"},
                     "crisis_line": {"type": "string"},
-                    "messages": {"type": "array", "items": {"type": "object"}}}}, "state"),
-                    **_errors(400)}}},
+                    "messages": {"type": "array", "items": {"type": "object"}},
+                    "seq": {"type": "integer"},
+                    "reset": {"type": "boolean"}}}, "state"),
+                    **_errors(400, 429, 503)}}},
         },
         "components": {"schemas": {
             "Error": _ERROR, "Button": _BUTTON, "BotMessage": _BOT_MESSAGE,

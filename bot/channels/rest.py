@@ -16,12 +16,13 @@ from sanic import Blueprint, Request, response
 from sanic.response import HTTPResponse
 
 from bot.channels.guards import (
+    ApiError,
     RateLimiter,
     bool_arg,
     json_body,
     optional_object,
+    message_text,
     optional_str,
-    required_text,
     sender_id,
 )
 
@@ -59,11 +60,14 @@ def rest_messages(recipient_id: str, bot_messages: list[dict[str, Any]]) -> list
 
 
 Handler = Callable[..., Awaitable[list[dict[str, Any]]]]
+LimitedHandler = Callable[[str, str, int], Awaitable[list[dict[str, Any]]]]
 
 
 def rest_blueprint(handle: Handler, *, rate_limiter: RateLimiter | None = None,
-                   name: str = "rest") -> Blueprint:
-    """The REST channel; `handle(text, sender, metadata, input_channel)` runs the engine."""
+                   limited: LimitedHandler | None = None, name: str = "rest") -> Blueprint:
+    """The REST channel; `handle(text, sender, metadata, input_channel)` runs the engine.
+    Over the rate limit, `limited(text, sender, retry_after)` gives the messages of the 429
+    (screened for danger signs, nothing stored): clients show them like any reply."""
     bp = Blueprint(f"{name}_webhook", url_prefix="/webhooks/rest")
 
     @bp.get("/")
@@ -75,11 +79,19 @@ def rest_blueprint(handle: Handler, *, rate_limiter: RateLimiter | None = None,
         streaming = bool_arg(request, "stream")  # checked first: a bad flag runs nothing
         data = json_body(request)
         sender = sender_id(data["sender"]) if data.get("sender") is not None else "default"
-        text = required_text(data, "message")
+        text = message_text(data, "message")
         metadata = optional_object(data, "metadata")
         input_channel = optional_str(data, "input_channel") or "rest"
         if rate_limiter is not None:
-            rate_limiter.check(f"ip:{request.remote_addr or request.ip}", f"sender:{sender}")
+            try:
+                rate_limiter.check(f"ip:{request.remote_addr or request.ip}", f"sender:{sender}")
+            except ApiError as error:
+                if limited is None or error.status != 429:
+                    raise
+                retry = int(error.extra.get("retry_after") or 1)
+                resp = response.json(rest_messages(sender, await limited(text, sender, retry)), status=429)
+                resp.headers.update(error.headers)
+                return resp
         bot_messages = await handle(text, sender, metadata, input_channel)
         messages = rest_messages(sender, bot_messages)
         if not streaming:

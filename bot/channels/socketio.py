@@ -19,6 +19,13 @@ is only noticed at the next missed ping): they may never have arrived, so they a
 again at the next `session_request` -- a possible repeat rather than a lost reply.
 A message whose socket closed straight after sending it is still answered (Rasa does the same);
 the reply waits for the session's next socket.
+
+Abuse limits: session ids follow the one id rule of every channel (bot/limits.py; an id the API
+could not name is replaced by a fresh one), messages the length limit; the rate limit counts
+the session, the socket and the client address, so a new session_id per message does not
+escape it; a socket has at most MAX_BACKLOG messages waiting. Whatever is refused for those
+reasons is still answered with a `bot_uttered` (Rasa widgets show no `error` event): the
+safety screen's reply to the message, then what to do; an `error` event follows for programs.
 """
 
 from __future__ import annotations
@@ -38,10 +45,12 @@ import socketio
 from sanic import Sanic
 
 from bot.channels.guards import ApiError, RateLimiter
+from bot.limits import MAX_JSON_DEPTH, json_depth_exceeds, message_error, sender_id_error
 
 logger = logging.getLogger(__name__)
 
 Handler = Callable[..., Awaitable[list[dict[str, Any]]]]
+LimitedHandler = Callable[[str, str, int], Awaitable[list[dict[str, Any]]]]
 
 _JWT_HASHES = {"HS256": hashlib.sha256, "HS384": hashlib.sha384, "HS512": hashlib.sha512}
 
@@ -49,6 +58,15 @@ _JWT_HASHES = {"HS256": hashlib.sha256, "HS384": hashlib.sha384, "HS512": hashli
 PENDING_PER_SESSION = 50
 PENDING_SECONDS = 300.0
 PENDING_SESSIONS = 1000
+# Messages one socket may have waiting for the engine; more are answered, not processed.
+MAX_BACKLOG = 8
+BUSY_TEXT = ("You're sending messages faster than I can take them in, so I didn't take that one in. "
+             "Please wait a moment and send it again. If your back is getting worse, contact a "
+             "healthcare provider, or call {emergency_number} in an emergency.")
+ERROR_TEXT = ("Sorry, something went wrong on my side. Please try again. If your back is getting "
+              "worse, contact a healthcare provider, or call {emergency_number} in an emergency.")
+TOO_LONG_TEXT = ("That message is too long for me ({problem}). If your back is getting worse, contact "
+                 "a healthcare provider, or call {emergency_number} in an emergency.")
 
 
 @dataclass(frozen=True)
@@ -119,8 +137,14 @@ class SocketIOChannel:
                  jwt_key: str | None = None, jwt_method: str = "HS256",
                  metadata_key: str = "metadata", cors_origins: list[str] | str | None = None,
                  max_message_bytes: int = 1_000_000,
-                 rate_limiter: RateLimiter | None = None) -> None:
+                 rate_limiter: RateLimiter | None = None, limited: LimitedHandler | None = None,
+                 emergency_number: str = "911") -> None:
+        """limited(text, sender, retry_after): the screened answer to a refused message."""
         self.handle = handle
+        self.limited = limited
+        self.emergency_number = emergency_number
+        self._clients: dict[str, str] = {}    # sid -> client address
+        self._backlog: dict[str, int] = {}    # sid -> messages waiting or running
         self.user_message_evt = user_message_evt
         self.bot_message_evt = bot_message_evt
         self.session_persistence = session_persistence
@@ -167,7 +191,9 @@ class SocketIOChannel:
     def from_credentials(cls, handle: Handler, credentials: dict[str, Any] | None, *,
                          cors_origins: list[str] | None = None,
                          max_message_bytes: int = 1_000_000,
-                         rate_limiter: RateLimiter | None = None) -> "SocketIOChannel":
+                         rate_limiter: RateLimiter | None = None,
+                         limited: LimitedHandler | None = None,
+                         emergency_number: str = "911") -> "SocketIOChannel":
         creds = dict(credentials or {})
         creds.pop("cors_origins", None)
         creds.pop("frame_origins", None)
@@ -178,7 +204,8 @@ class SocketIOChannel:
             raise ValueError(f"credentials.yml socketio: unknown keys {sorted(unknown)}; "
                              f"known keys are {sorted(known)}")
         return cls(handle, cors_origins=cors_origins, max_message_bytes=max_message_bytes,
-                   rate_limiter=rate_limiter, **{k: v for k, v in creds.items() if v is not None})
+                   rate_limiter=rate_limiter, limited=limited, emergency_number=emergency_number,
+                   **{k: v for k, v in creds.items() if v is not None})
 
     def attach(self, app: Sanic) -> None:
         self.sio.attach(app, socketio_path=self.socketio_path.strip("/"))
@@ -188,6 +215,8 @@ class SocketIOChannel:
 
         @sio.on("connect", namespace=ns)
         async def connect(sid: str, environ: dict, auth: Any = None) -> bool:
+            request = environ.get("sanic.request")
+            self._clients[sid] = str(getattr(request, "remote_addr", "") or getattr(request, "ip", "") or "?")
             if not self.jwt_key:
                 return True
             token = auth.get("token") if isinstance(auth, dict) else None
@@ -200,7 +229,7 @@ class SocketIOChannel:
         async def session_request(sid: str, data: Any = None) -> None:
             data = data if isinstance(data, dict) else {}
             session_id = data.get("session_id")
-            if not isinstance(session_id, str) or not session_id or len(session_id) > 256:
+            if sender_id_error(session_id):  # an id the API could never read or erase: a new one
                 session_id = uuid.uuid4().hex
             if self.session_persistence:
                 await self._join(sid, session_id)
@@ -210,13 +239,24 @@ class SocketIOChannel:
 
         @sio.on(self.user_message_evt, namespace=ns)
         async def user_message(sid: str, data: Any = None) -> None:
+            # python-socketio runs every event in a task of its own: bound the waiting ones.
+            waiting = self._backlog.get(sid, 0)
+            if waiting >= MAX_BACKLOG:
+                await self._refuse(sid, data, BUSY_TEXT, "too many messages waiting; slow down")
+                return
+            self._backlog[sid] = waiting + 1
             try:
                 await self._on_user_message(sid, data)
             except Exception:  # never an unretrieved task exception; the log says what failed
                 logger.exception("socket.io message handling failed")
+            finally:
+                if sid in self._backlog:
+                    self._backlog[sid] -= 1
 
         @sio.on("disconnect", namespace=ns)
         async def disconnect(sid: str, reason: Any = None) -> None:
+            self._clients.pop(sid, None)
+            self._backlog.pop(sid, None)
             await self._forget_socket(sid, reason)
 
     async def _join(self, sid: str, session_id: str) -> None:
@@ -273,6 +313,10 @@ class SocketIOChannel:
                 logger.warning("socket.io message without a session_id ignored; "
                                "send `session_request` first")
                 return
+            problem = sender_id_error(session_id)
+            if problem:
+                await self._error(sid, f"`session_id` {problem}; send `session_request` for one")
+                return
             # a client that skipped session_request still gets replies; a socket that closed
             # right after sending still gets its message answered (kept for the next socket)
             await self._join(sid, session_id)
@@ -282,28 +326,58 @@ class SocketIOChannel:
         if not isinstance(text, str) or not text.strip():
             await self._error(sid, "`message` must be a non-empty string")
             return
+        problem = message_error(text)
+        if problem:
+            await self._say(sid, TOO_LONG_TEXT.replace("{problem}", problem))
+            await self._error(sid, problem)
+            return
         if self.rate_limiter is not None:
             try:
-                self.rate_limiter.check(f"sender:{sender}")
+                self.rate_limiter.check(f"sender:{sender}", f"socket:{sid}",
+                                        f"ip:{self._clients.get(sid, '?')}")
             except ApiError as error:
-                await self._error(sid, error.message, retry_after=error.extra.get("retry_after"))
+                retry = int(error.extra.get("retry_after") or 1)
+                if self.limited is not None:
+                    for bot_message in await self.limited(text, sender, retry):
+                        await self.send(room, bot_message)
+                await self._error(sid, error.message, retry_after=retry)
                 return
         metadata = data.get(self.metadata_key) or {}
         if isinstance(metadata, str):
             try:
                 metadata = json.loads(metadata)
-            except ValueError:
+            except (ValueError, RecursionError):
                 metadata = {}
         if not isinstance(metadata, dict):
             metadata = {}
+        if json_depth_exceeds(metadata):
+            await self._error(sid, f"`{self.metadata_key}` nests deeper than {MAX_JSON_DEPTH} levels")
+            return
         try:
             bot_messages = await self.handle(text, sender, metadata, "socketio")
         except Exception:  # the client gets a reply either way; details stay in the log
             logger.exception("engine failed on a socket.io message")
+            await self._say(sid, ERROR_TEXT)
             await self._error(sid, "internal error; please try again")
             return
         for bot_message in bot_messages:
             await self.send(room, bot_message)
+
+    async def _refuse(self, sid: str, data: Any, text: str, error: str) -> None:
+        """Answer a message that is not processed: the safety reply to it, then `text`."""
+        message = data.get("message") if isinstance(data, dict) else None
+        if isinstance(message, str) and message.strip() and not message_error(message) and self.limited:
+            sender = data.get("session_id") if self.session_persistence else sid
+            for bot_message in (await self.limited(message, str(sender or sid), 1))[:-1]:
+                await self._say(sid, bot_message.get("text") or "")
+        await self._say(sid, text)
+        await self._error(sid, error)
+
+    async def _say(self, sid: str, text: str) -> None:
+        """One plain bot message to this socket (a Rasa widget shows it)."""
+        if text:
+            await self.sio.emit(self.bot_message_evt, {"text": text.replace("{emergency_number}", self.emergency_number)},
+                                room=sid, namespace=self.namespace)
 
     async def send(self, room: str, bot_message: dict[str, Any]) -> None:
         for payload in socketio_messages(bot_message):

@@ -5,7 +5,9 @@ transcript for a reload).
 The widget talks to the REST channel. `GET /widget/state/<id>` needs no auth token, because a
 page cannot hold a secret: the conversation id itself (128 random bits, made in the browser) is
 what lets a reload see its own transcript, and the answer holds only that conversation's texts
-and triage level.
+and triage level. It is incremental: `?after=<seq>` (the `seq` of the previous answer) returns
+only the messages since then, so the poll after each reply costs the same at turn 2,000 as at
+turn 2; `reset: true` says a restart cleared what the widget showed before.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any, Awaitable, Callable
 from sanic import Blueprint, Request, response
 from sanic.response import HTTPResponse
 
-from bot.channels.guards import ApiError, sender_id
+from bot.channels.guards import ApiError, RateLimiter, path_id
 from bot.channels.rest import rest_messages
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -41,11 +43,13 @@ def _load_files() -> dict[str, tuple[bytes, str]]:
 _WIDGET_PAYLOADS = {"/greet": None, "/restart": None, "/request_summary": "Visit summary"}
 
 
-def transcript(tracker: dict[str, Any]) -> list[dict[str, Any]]:
-    """User and bot texts of a tracker, as the widget shows them (button payloads -> titles)."""
+def transcript(events: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], bool]:
+    """User and bot texts of `events`, as the widget shows them (button payloads -> titles),
+    and whether a restart among them cleared what came before."""
     out: list[dict[str, Any]] = []
     titles: dict[str, str] = {}
-    for event in tracker.get("events") or []:
+    reset = False
+    for event in events:
         kind = event.get("event")
         if kind == "user" and event.get("text"):
             text = event["text"]
@@ -64,14 +68,17 @@ def transcript(tracker: dict[str, Any]) -> list[dict[str, Any]]:
                 out.append(part)
         elif kind == "restart":
             out.clear()
-    return out
+            reset = True
+    return out, reset
 
 
-StateFn = Callable[[str], Awaitable[dict[str, Any] | None]]
+StateFn = Callable[[str, int], Awaitable[tuple[dict[str, Any] | None, list[dict[str, Any]], int]]]
 
 
-def widget_blueprint(tracker_of: StateFn, settings: dict[str, Any]) -> Blueprint:
-    """Routes for the widget; `tracker_of(id)` returns the Rasa tracker dict or None."""
+def widget_blueprint(events_after: StateFn, settings: dict[str, Any],
+                     rate_limiter: RateLimiter | None = None) -> Blueprint:
+    """Routes for the widget; `events_after(id, seq)` returns (slots or None when unknown,
+    the events numbered above seq, the latest number) -- Agent.events_after."""
     bp = Blueprint("widget")
     files = _load_files()
 
@@ -112,15 +119,31 @@ def widget_blueprint(tracker_of: StateFn, settings: dict[str, Any]) -> Blueprint
 
     @bp.get("/widget/state/<conversation_id:str>")
     async def state(request: Request, conversation_id: str) -> HTTPResponse:
-        conversation_id = sender_id(conversation_id, "conversation_id")
-        tracker = await tracker_of(conversation_id)
-        slots = (tracker or {}).get("slots") or {}
+        conversation_id = path_id(conversation_id)
+        after = _after_arg(request)
+        if rate_limiter is not None:
+            rate_limiter.check(f"ip:{request.remote_addr or request.ip}")
+        slots, events, seq = await events_after(conversation_id, after)
+        messages, reset = transcript(events)
         return response.json({
             "sender_id": conversation_id,
-            "triage_level": slots.get("triage_level") or "info",
+            "triage_level": (slots or {}).get("triage_level") or "info",
             "emergency_number": str(settings.get("emergency_number", "911")),
             "crisis_line": str(settings.get("crisis_line", "988")),
-            "messages": transcript(tracker) if tracker else [],
+            "messages": messages,
+            "seq": seq,
+            "reset": reset,
         })
 
     return bp
+
+
+def _after_arg(request: Request) -> int:
+    values = request.get_args(keep_blank_values=True).getlist("after")
+    if not values:
+        return 0
+    value = values[-1].strip()
+    if not value.isdigit() or len(value) > 15 or len(set(values)) > 1:
+        raise ApiError(400, "query parameter `after` must be a whole number (the `seq` of an earlier answer)",
+                       "InvalidParameter", field="after")
+    return int(value)

@@ -1,4 +1,11 @@
-"""Conversation state as a list of Rasa-style event dicts, and the state derived from them."""
+"""Conversation state as a list of Rasa-style event dicts, and the state derived from them.
+
+A long conversation is not replayed from its first event on every turn: the store keeps a
+checkpoint (the state after event number `seq`) and hands over only the events after it, a
+window of between CHECKPOINT_WINDOW and twice that many events (`Tracker.checkpoint`). The
+checkpoint also keeps the latest dialogue steps before the window (what rules and stories
+match on) and the session's latest user messages (what the form actions read).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +15,16 @@ from typing import Any, Iterable
 from bot.dialogue.domain import Domain
 
 ACTION_LISTEN = "action_listen"
+# Events kept after a checkpoint (the latest turn or two, for the actions' view of them).
+CHECKPOINT_WINDOW = 16
+# Dialogue steps kept in a checkpoint: more than any rule's or story's window (memoization
+# looks at 2 x max_history = 10 steps, rules at a few).
+CHECKPOINT_STEPS = 24
+# User messages of the running session that came before the window, kept in the checkpoint
+# (text and intent only) so that actions still see what the user said since the session began.
+CHECKPOINT_USER_MESSAGES = 20
+_STATE_FIELDS = ("active_loop", "latest_message", "latest_action_name", "latest_input_channel",
+                 "latest_bot_text", "followup_action", "paused", "last_rejected")
 # Actions the safety layer inserts on its own; policies look through them when matching rules.
 TRANSPARENT_ACTIONS = {ACTION_LISTEN, "action_session_start", "action_safety_alert", "action_extract_slots"}
 
@@ -61,15 +78,81 @@ def action_rejected(name: str) -> dict[str, Any]:
 class Tracker:
     """Events of one conversation plus the state they imply (slots, active loop, last message)."""
 
-    def __init__(self, sender_id: str, domain: Domain, events: Iterable[dict[str, Any]] = ()) -> None:
+    def __init__(self, sender_id: str, domain: Domain, events: Iterable[dict[str, Any]] = (),
+                 checkpoint: dict[str, Any] | None = None) -> None:
+        """`events`: the whole conversation, or with `checkpoint` only the events after it."""
         self.sender_id = sender_id
         self.domain = domain
         self.events: list[dict[str, Any]] = []
         self.new_events: list[dict[str, Any]] = []   # appended during this turn, not yet stored
         self._reset_state()
+        self._last_restart: int | None = None
+        self.base_seq = 0                 # events before self.events (covered by the checkpoint)
+        self._base: dict[str, Any] | None = None
+        self._earlier_steps: list[tuple] = []   # the session's latest steps before self.events
+        self._earlier_users: list[dict[str, Any]] = []  # its user messages before self.events
+        if checkpoint:
+            self._restore(checkpoint)
         for event in events:
             self._apply(event)
             self.events.append(event)
+
+    # -- checkpoints ---------------------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        """Everything the events so far imply, as plain JSON (a checkpoint's `state`)."""
+        state: dict[str, Any] = {name: getattr(self, name) for name in _STATE_FIELDS}
+        state["slots"] = dict(self.slots)
+        steps = self.turn_steps()
+        if len(steps) > CHECKPOINT_STEPS:
+            cut = len(steps) - CHECKPOINT_STEPS
+            loop = None   # the loop active before the kept steps, as their first step
+            for kind, value in steps[:cut]:
+                if kind == "active_loop":
+                    loop = value
+            steps = [("active_loop", loop)] + steps[cut:]
+        state["steps"] = [list(step) for step in steps]
+        state["earlier_users"] = self.session_user_messages()[-CHECKPOINT_USER_MESSAGES:]
+        return state
+
+    def _restore(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint["state"]
+        for name in _STATE_FIELDS:
+            setattr(self, name, state.get(name))
+        self.paused = bool(self.paused)
+        self.slots.update({k: v for k, v in (state.get("slots") or {}).items() if k in self.domain.slots})
+        self.base_seq = int(checkpoint["seq"])
+        self._base = checkpoint
+        self._earlier_steps = [tuple(step) for step in state.get("steps") or []]
+        self._earlier_users = list(state.get("earlier_users") or [])
+
+    @property
+    def seq(self) -> int:
+        """Number of the latest event (events are numbered from 1 in the store)."""
+        return self.base_seq + len(self.events)
+
+    def checkpoint(self, window: int = CHECKPOINT_WINDOW) -> dict[str, Any] | None:
+        """A newer checkpoint for the store when more than 2 x `window` events follow the
+        current one (then `window` events stay after it); None while the window is short.
+        It is the state replayed up to that event from the current checkpoint, never guessed."""
+        if len(self.events) <= 2 * window:
+            return None
+        cut = len(self.events) - window
+        earlier = Tracker(self.sender_id, self.domain, self.events[:cut], checkpoint=self._base)
+        return {"seq": self.base_seq + cut, "state": earlier.state()}
+
+    def session_user_messages(self) -> list[dict[str, Any]]:
+        """The user messages of the running session (text and intent), oldest first."""
+        users = list(self._earlier_users)
+        for event in self.events:
+            kind = event.get("event")
+            if kind in ("session_started", "restart"):
+                users = []
+            elif kind == "user":
+                intent = ((event.get("parse_data") or {}).get("intent") or {}).get("name")
+                users.append({"event": "user", "timestamp": event.get("timestamp"), "text": event.get("text"),
+                              "parse_data": {"intent": {"name": intent}}})
+        return users
 
     def _reset_state(self) -> None:
         self.slots: dict[str, Any] = self.domain.initial_slots()
@@ -88,6 +171,7 @@ class Tracker:
         self.new_events.append(event)
 
     def _apply(self, event: dict[str, Any]) -> None:
+        """Update the state for `event`, which is about to become self.events[len(self.events)]."""
         kind = event.get("event")
         if kind == "slot":
             name = event.get("name")
@@ -109,6 +193,7 @@ class Tracker:
             self.latest_bot_text = event.get("text")
         elif kind == "restart":
             self._reset_state()
+            self._last_restart = len(self.events)
         elif kind == "session_started":
             kept = dict(self.slots) if self.domain.carry_over_slots else None
             self._reset_state()
@@ -133,17 +218,20 @@ class Tracker:
     def requested_slot(self) -> str | None:
         return self.slots.get("requested_slot")
 
+    def _restart_index(self) -> int | None:
+        """Index in self.events of the latest restart (kept up to date by `_apply`)."""
+        return self._last_restart
+
     def applied_events(self) -> list[dict[str, Any]]:
         """Events since the last restart (what the dialogue state is built from)."""
-        start = 0
-        for index, event in enumerate(self.events):
-            if event.get("event") == "restart":
-                start = index + 1
-        return self.events[start:]
+        index = self._restart_index()
+        return self.events if index is None else self.events[index + 1:]
 
     def turn_steps(self) -> list[tuple]:
-        """The dialogue as steps for the policies: intents, (non-transparent) actions, loops."""
-        steps: list[tuple] = []
+        """The dialogue as steps for the policies: intents, (non-transparent) actions, loops.
+        After a checkpoint, its latest steps come first (older ones summed up as one step: the
+        loop that was active before them)."""
+        steps: list[tuple] = list(self._earlier_steps) if self._restart_index() is None else []
         for event in self.applied_events():
             kind = event.get("event")
             if kind == "user":
@@ -169,14 +257,17 @@ class Tracker:
     def as_dict(self, include_events: str = "AFTER_RESTART") -> dict[str, Any]:
         """Rasa's tracker JSON (GET /conversations/<id>/tracker and the action server payload)."""
         mode = (include_events or "AFTER_RESTART").upper()
+        earlier = self._earlier_users if self._restart_index() is None else []
         if mode == "ALL":
-            events = self.events
+            events = earlier + self.events
         elif mode == "NONE":
             events = None
         elif mode == "APPLIED":
             events = self.applied_events()
         else:
             events = self.applied_events()
+        if mode != "NONE" and mode != "ALL":
+            events = earlier + events
         latest = dict(self.latest_message or {"intent": {}, "entities": [], "text": None, "message_id": None,
                                               "metadata": {}})
         latest_event_time = self.events[-1].get("timestamp") if self.events else None

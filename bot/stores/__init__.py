@@ -10,6 +10,7 @@ Both are chosen by endpoints.yml, with Rasa 3.x keys::
       username: backline
       password: secret
       db: backline
+      synchronous: full       # SQLite only: full (default, survives an OS crash) | normal
     lock_store:               # default: in process memory (one worker)
       type: redis
       url: 127.0.0.1
@@ -17,7 +18,8 @@ Both are chosen by endpoints.yml, with Rasa 3.x keys::
       db: 1
 
 The factories only build the store; call `await store.ping()` at start-up to fail early with
-StoreUnavailable when the server cannot be reached.
+StoreUnavailable when the server cannot be reached. The PostgreSQL and Redis stores (and
+their client libraries) are imported only when configured.
 """
 
 from __future__ import annotations
@@ -25,12 +27,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bot.stores.base import LockStore, StoreUnavailable, TrackerStore, mask_url
-from bot.stores.locks import InMemoryLockStore, RedisLockStore
+from bot.stores.base import LockStore, StaleTurn, StoreUnavailable, TrackerStore, mask_url
+from bot.stores.locks import InMemoryLockStore
 from bot.stores.memory import InMemoryTrackerStore
-from bot.stores.redis import RedisTrackerStore
-from bot.stores.sql import SQLTrackerStore, sql_url
-from bot.stores.sqlite import SQLiteTrackerStore
+from bot.stores.sqlite import SQLiteTrackerStore, sqlite_path
 
 __all__ = [
     "InMemoryLockStore",
@@ -40,6 +40,7 @@ __all__ = [
     "RedisTrackerStore",
     "SQLTrackerStore",
     "SQLiteTrackerStore",
+    "StaleTurn",
     "StoreUnavailable",
     "TrackerStore",
     "create_lock_store",
@@ -68,11 +69,15 @@ def create_tracker_store(config: dict | None, project_root: Path) -> TrackerStor
     config.setdefault("type", "sql")
     store_type = _store_type(config, "tracker_store", ("sql", "redis", "memory", "in_memory"))
     if store_type == "sql":
-        url = sql_url(config, Path(project_root))
-        if url.get_backend_name() == "sqlite":
-            return SQLiteTrackerStore(Path(url.database or ".bot/conversations.db"))
-        return SQLTrackerStore(url)
+        path = sqlite_path(config, Path(project_root))
+        if path is not None:
+            return SQLiteTrackerStore(path, synchronous=str(config.get("synchronous") or "full"))
+        from bot.stores.sql import SQLTrackerStore, sql_url
+
+        return SQLTrackerStore(sql_url(config, Path(project_root)))
     if store_type == "redis":
+        from bot.stores.redis import RedisTrackerStore
+
         return RedisTrackerStore.from_config(config)
     return InMemoryTrackerStore()
 
@@ -84,5 +89,18 @@ def create_lock_store(config: dict | None) -> LockStore:
     config = dict(config)
     store_type = _store_type(config, "lock_store", ("redis", "memory", "in_memory"))
     if store_type == "redis":
+        from bot.stores.redis import RedisLockStore
+
         return RedisLockStore.from_config(config)
     return InMemoryLockStore()
+
+
+def __getattr__(name: str) -> Any:
+    """`from bot.stores import RedisLockStore` etc. still work, importing on first use."""
+    lazy = {"RedisLockStore": "bot.stores.redis", "RedisTrackerStore": "bot.stores.redis",
+            "SQLTrackerStore": "bot.stores.sql"}
+    if name in lazy:
+        import importlib
+
+        return getattr(importlib.import_module(lazy[name]), name)
+    raise AttributeError(f"module 'bot.stores' has no attribute {name!r}")

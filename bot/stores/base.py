@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 import abc
+import json
 import re
-from typing import AsyncContextManager
+from dataclasses import dataclass, field
+from typing import Any, AsyncContextManager
 from urllib.parse import urlsplit, urlunsplit
 
 
@@ -45,16 +45,47 @@ def unavailable(url: str, error: BaseException, password: str | None = None) -> 
     return StoreUnavailable(f"store {mask_url(url)} is unavailable ({detail})")
 
 
+class StaleTurn(StoreUnavailable):
+    """The conversation changed after this turn read it (another turn was saved first): the
+    write is refused, nothing of it is saved. The version number read is the turn's fence."""
+
+
+@dataclass
+class Window:
+    """What a turn needs of a stored conversation: the latest checkpoint (the state after
+    event number `checkpoint["seq"]`, None when there is none) and every event after it."""
+
+    events: list[dict] = field(default_factory=list)
+    checkpoint: dict[str, Any] | None = None
+
+
 class TrackerStore(abc.ABC):
-    """Keeps each conversation's events (Rasa event dicts), in order, per sender id."""
+    """Keeps each conversation's events (Rasa event dicts), in order, per sender id.
+
+    Events are numbered from 1 in the order they were appended (`seq`)."""
 
     @abc.abstractmethod
     async def load(self, sender_id: str) -> list[dict]:
         """All events of the conversation, oldest first; [] if unknown."""
 
     @abc.abstractmethod
-    async def append(self, sender_id: str, events: list[dict]) -> None:
-        """Add `events` at the end of the conversation: all of them or none, order kept."""
+    async def append(self, sender_id: str, events: list[dict], *, expected_seq: int | None = None,
+                     checkpoint: dict[str, Any] | None = None) -> None:
+        """Add `events` at the end of the conversation: all of them or none, order kept.
+
+        expected_seq: the number of events the caller read; if the conversation has another
+        number now, raise StaleTurn and save nothing (the fence against a turn that outlived
+        its lock). checkpoint: `{"seq", "state"}` to keep as the conversation's checkpoint
+        (only with expected_seq, so it always describes these very events)."""
+
+    async def load_window(self, sender_id: str) -> Window:
+        """The latest checkpoint and the events after it (bounded work per turn)."""
+        return Window(await self.load(sender_id))
+
+    async def load_after(self, sender_id: str, seq: int) -> tuple[list[dict], int]:
+        """The events numbered above `seq`, and the number of the latest event."""
+        events = await self.load(sender_id)
+        return events[max(0, seq):], len(events)
 
     @abc.abstractmethod
     async def delete(self, sender_id: str) -> bool:
@@ -110,9 +141,27 @@ class CorruptConversation(StoreUnavailable):
 
 
 def decode_events(raw: list, where: str) -> list[dict]:
-    """JSON rows -> event dicts; a row that is not JSON raises CorruptConversation (not a 500)."""
+    """JSON rows -> event dicts; a row that cannot be decoded raises CorruptConversation
+    (not a 500): not JSON, bad UTF-8, nested too deep for the parser, or not an object."""
     try:
-        return [json.loads(item) for item in raw]
-    except ValueError as error:  # JSONDecodeError, bad UTF-8 in bytes
-        raise CorruptConversation(f"store {mask_url(where)} holds an event that is not valid JSON "
+        events = [json.loads(item) for item in raw]
+    except (ValueError, RecursionError) as error:  # JSONDecodeError, bad UTF-8 in bytes, depth
+        raise CorruptConversation(f"store {mask_url(where)} holds an event that cannot be decoded "
                                   f"({type(error).__name__}); the conversation cannot be loaded") from None
+    if not all(isinstance(event, dict) for event in events):
+        raise CorruptConversation(f"store {mask_url(where)} holds an event that is not a JSON object; "
+                                  "the conversation cannot be loaded")
+    return events
+
+
+def decode_checkpoint(raw: Any, seq: int, where: str) -> dict[str, Any] | None:
+    """A stored checkpoint (JSON of its state) -> `{"seq", "state"}`; None when there is none."""
+    if raw is None or not seq:
+        return None
+    (state,) = decode_events([raw], where)
+    return {"seq": int(seq), "state": state}
+
+
+def stale(where: str, expected: int, found: int) -> StaleTurn:
+    return StaleTurn(f"store {mask_url(where)}: the conversation has {found} events, the turn read "
+                     f"{expected}; another turn was saved first, so this one was not")

@@ -2,7 +2,8 @@
 
 Both stores are ticket locks: each request draws the next ticket number and waits until the
 conversation's "now serving" number reaches it, so waiters go first come first served. A
-holder that keeps the lock longer than its `timeout` is presumed dead and skipped.
+holder that keeps the lock longer than its `timeout` is presumed dead and skipped. The Redis
+lock store (several workers) lives in bot/stores/redis.py.
 """
 
 from __future__ import annotations
@@ -11,22 +12,13 @@ import asyncio
 import contextlib
 import logging
 import math
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
-
-import redis.asyncio as aioredis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bot.privacy import sender_ref
-from bot.stores.base import LockStore, unavailable
-from bot.stores.redis import redis_client
+from bot.stores.base import LockStore
 
 logger = logging.getLogger(__name__)
-
-_CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError)
 
 
 @dataclass
@@ -99,154 +91,3 @@ class InMemoryLockStore(LockStore):
             line.deadline = loop.time() + line.timeouts.pop(line.serving, math.inf)
         line.changed.set()
         line.changed = asyncio.Event()
-
-
-# KEYS: next (ticket counter), serving (now serving), alive (zset ticket -> deadline ms),
-# holder (token of the current holder). Times come from the Redis server clock, so workers
-# on different machines agree on expiry.
-_NOW_MS = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-"""
-
-_EXPIRE_KEYS = """
-for i = 1, 4 do redis.call('PEXPIRE', KEYS[i], ARGV[#ARGV]) end
-"""
-
-# ARGV: waiter_ttl_ms, key_ttl_ms
-_TAKE_TICKET = _NOW_MS + """
-local ticket = redis.call('INCR', KEYS[1])
-redis.call('SET', KEYS[2], 1, 'NX')
-redis.call('ZADD', KEYS[3], now + tonumber(ARGV[1]), ticket)
-""" + _EXPIRE_KEYS + """
-return ticket
-"""
-
-# ARGV: ticket, waiter_ttl_ms, hold_ttl_ms, token, key_ttl_ms
-# Returns 1 (lock taken), 0 (keep waiting) or -1 (this ticket was presumed dead and skipped).
-_POLL = _NOW_MS + """
-local ticket = tonumber(ARGV[1])
-local serving = tonumber(redis.call('GET', KEYS[2]) or '1')
-while serving < ticket do
-  local deadline = redis.call('ZSCORE', KEYS[3], serving)
-  if deadline and tonumber(deadline) > now then break end
-  redis.call('ZREM', KEYS[3], serving)
-  redis.call('DEL', KEYS[4])
-  serving = serving + 1
-  redis.call('SET', KEYS[2], serving)
-end
-local result = 0
-if serving > ticket or not redis.call('ZSCORE', KEYS[3], ticket) then
-  result = -1
-elseif serving == ticket then
-  redis.call('ZADD', KEYS[3], now + tonumber(ARGV[3]), ticket)
-  redis.call('SET', KEYS[4], ARGV[4])
-  result = 1
-else
-  redis.call('ZADD', KEYS[3], now + tonumber(ARGV[2]), ticket)
-end
-""" + _EXPIRE_KEYS + """
-return result
-"""
-
-# ARGV: ticket, token, key_ttl_ms
-_RELEASE = """
-local ticket = tonumber(ARGV[1])
-if redis.call('GET', KEYS[4]) ~= ARGV[2] then
-  redis.call('ZREM', KEYS[3], ticket)
-  return 0
-end
-redis.call('ZREM', KEYS[3], ticket)
-redis.call('DEL', KEYS[4])
-if tonumber(redis.call('GET', KEYS[1]) or '0') <= ticket then
-  redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
-else
-  redis.call('SET', KEYS[2], ticket + 1)
-""" + _EXPIRE_KEYS + """
-end
-return 1
-"""
-
-
-class RedisLockStore(LockStore):
-    """Ticket locks in Redis, shared by every worker that uses the same server and db."""
-
-    poll_min = 0.002
-    poll_max = 0.02
-
-    def __init__(self, client: aioredis.Redis, display_url: str, key_prefix: str | None = None,
-                 password: str | None = None, waiter_ttl: float = 10.0) -> None:
-        self._redis = client
-        self.display_url = display_url
-        self._password = password
-        self._prefix = f"{key_prefix}:lock:" if key_prefix else "lock:"
-        # A waiter refreshes its place every poll; one silent for this long is presumed dead.
-        self.waiter_ttl = waiter_ttl
-        self._take = client.register_script(_TAKE_TICKET)
-        self._poll = client.register_script(_POLL)
-        self._release = client.register_script(_RELEASE)
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> "RedisLockStore":
-        client, url = redis_client(config, default_db=1)
-        password = config.get("password")
-        return cls(client, url, config.get("key_prefix"), None if password is None else str(password))
-
-    def keys(self, sender_id: str) -> list[str]:
-        base = f"{self._prefix}{sender_id}"
-        return [f"{base}:next", f"{base}:serving", f"{base}:alive", f"{base}:holder"]
-
-    @contextlib.asynccontextmanager
-    async def lock(self, sender_id: str, timeout: float = 30.0) -> AsyncIterator[None]:
-        keys = self.keys(sender_id)
-        waiter_ms = int(min(self.waiter_ttl, timeout) * 1000)
-        hold_ms = int(timeout * 1000)
-        key_ms = int(max(self.waiter_ttl, timeout) * 1000) + 60_000
-        token = uuid.uuid4().hex
-        ticket: int | None = None
-        try:
-            ticket = int(await self._take(keys=keys, args=[waiter_ms, key_ms]))
-            delay = self.poll_min
-            while True:
-                state = int(await self._poll(keys=keys, args=[ticket, waiter_ms, hold_ms, token, key_ms]))
-                if state == 1:
-                    break
-                if state == -1:
-                    logger.warning("Lock ticket of conversation %s expired while waiting; queueing again.",
-                                   sender_ref(sender_id))
-                    ticket = int(await self._take(keys=keys, args=[waiter_ms, key_ms]))
-                    continue
-                await asyncio.sleep(delay)
-                delay = min(delay * 1.5, self.poll_max)
-        except _CONNECTION_ERRORS as error:
-            await self._give_up(keys, ticket, token, key_ms)
-            raise unavailable(self.display_url, error, self._password) from error
-        except BaseException:
-            await self._give_up(keys, ticket, token, key_ms)
-            raise
-        try:
-            yield
-        finally:
-            await self._give_up(keys, ticket, token, key_ms)
-
-    async def _give_up(self, keys: list[str], ticket: int | None, token: str, key_ms: int) -> None:
-        """Release the lock or leave the queue; best effort, expiry covers failures."""
-        if ticket is None:
-            return
-        release = asyncio.ensure_future(self._release(keys=keys, args=[ticket, token, key_ms]))
-        try:
-            released = await asyncio.shield(release)
-        except _CONNECTION_ERRORS as error:
-            logger.warning("Could not release a conversation lock: %s; it expires by itself.", error)
-            return
-        if not released:
-            logger.debug("Lock ticket %s was no longer the holder.", ticket)
-
-    async def ping(self) -> None:
-        try:
-            await self._redis.ping()
-        except Exception as error:
-            raise unavailable(self.display_url, error, self._password) from error
-
-    async def close(self) -> None:
-        await self._redis.aclose()

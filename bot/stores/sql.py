@@ -37,7 +37,16 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
-from bot.stores.base import StoreUnavailable, TrackerStore, decode_events, event_timestamp, unavailable
+from bot.stores.base import (
+    StoreUnavailable,
+    TrackerStore,
+    Window,
+    decode_checkpoint,
+    decode_events,
+    event_timestamp,
+    stale,
+    unavailable,
+)
 
 metadata = MetaData()
 
@@ -47,6 +56,8 @@ conversations = Table(
     Column("sender_id", String(255), primary_key=True),
     Column("last_seq", Integer, nullable=False),
     Column("latest_timestamp", Float, nullable=False, index=True),
+    Column("checkpoint_seq", Integer, nullable=False, server_default="0"),
+    Column("checkpoint", Text, nullable=True),
 )
 
 conversation_events = Table(
@@ -65,6 +76,20 @@ conversation_events = Table(
 _SCHEMA_LOCK_KEY = 0x6261636B  # "back"
 _PURGE_CHUNK = 500
 _CONNECTION_ERRORS = (exc.OperationalError, exc.InterfaceError, OSError, TimeoutError)
+# SQLSTATE classes that mean "the server cannot serve now" (connection exception, operator
+# intervention: "the database system is shutting down", admin shutdown): try again later.
+_UNAVAILABLE_SQLSTATES = ("08", "57")
+# Columns added after the first release; older databases get them at start.
+_ADD_COLUMNS = ("ALTER TABLE conversations ADD COLUMN IF NOT EXISTS checkpoint_seq INTEGER NOT NULL DEFAULT 0",
+                "ALTER TABLE conversations ADD COLUMN IF NOT EXISTS checkpoint TEXT")
+
+
+def _sqlstate(error: BaseException) -> str:
+    for candidate in (getattr(error, "orig", None), getattr(getattr(error, "orig", None), "__cause__", None)):
+        code = getattr(candidate, "sqlstate", None) or getattr(candidate, "pgcode", None)
+        if isinstance(code, str):
+            return code
+    return ""
 
 
 def sql_url(config: dict[str, Any], project_root: Path) -> URL:
@@ -135,6 +160,7 @@ class SQLTrackerStore(TrackerStore):
         self._schema_ready = False
         self._engine = create_async_engine(
             self.url,
+            hide_parameters=True,  # statement parameters hold sender ids and message text
             pool_pre_ping=True,  # a connection the server dropped while idle is replaced
             connect_args={"timeout": 5.0, "command_timeout": 30.0},
         )
@@ -153,7 +179,7 @@ class SQLTrackerStore(TrackerStore):
         except _CONNECTION_ERRORS as error:
             raise unavailable(self.display_url, error, self._password) from error
         except exc.DBAPIError as error:
-            if error.connection_invalidated:
+            if error.connection_invalidated or _sqlstate(error).startswith(_UNAVAILABLE_SQLSTATES):
                 raise unavailable(self.display_url, error, self._password) from error
             raise
 
@@ -163,6 +189,8 @@ class SQLTrackerStore(TrackerStore):
         async with self._guard(), self._engine.begin() as conn:
             await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK_KEY})
             await conn.run_sync(metadata.create_all)
+            for statement in _ADD_COLUMNS:
+                await conn.execute(text(statement))
         self._schema_ready = True
 
     @contextlib.asynccontextmanager
@@ -191,9 +219,35 @@ class SQLTrackerStore(TrackerStore):
             rows = (await conn.execute(query)).scalars().all()
         return decode_events(rows, self.display_url)
 
-    async def append(self, sender_id: str, events: list[dict]) -> None:
+    async def load_window(self, sender_id: str) -> Window:
+        head = select(conversations.c.checkpoint_seq, conversations.c.checkpoint).where(
+            conversations.c.sender_id == sender_id)
+        async with self._reader() as conn:
+            row = (await conn.execute(head)).first()
+            seq, state = (row[0], row[1]) if row else (0, None)
+            rows = (await conn.execute(self._events_after(sender_id, seq))).scalars().all()
+        return Window(decode_events(rows, self.display_url), decode_checkpoint(state, seq, self.display_url))
+
+    async def load_after(self, sender_id: str, seq: int) -> tuple[list[dict], int]:
+        head = select(conversations.c.last_seq).where(conversations.c.sender_id == sender_id)
+        async with self._reader() as conn:
+            rows = (await conn.execute(self._events_after(sender_id, seq))).scalars().all()
+            last = (await conn.execute(head)).scalar()
+        events = decode_events(rows, self.display_url)
+        return events, max(int(last or 0), seq + len(events))
+
+    @staticmethod
+    def _events_after(sender_id: str, seq: int) -> Any:
+        return (select(conversation_events.c.data)
+                .where(conversation_events.c.sender_id == sender_id, conversation_events.c.seq > seq)
+                .order_by(conversation_events.c.seq))
+
+    async def append(self, sender_id: str, events: list[dict], *, expected_seq: int | None = None,
+                     checkpoint: dict[str, Any] | None = None) -> None:
         # Encode before touching the database: a bad event fails the whole append up front.
         encoded = [json.dumps(event) for event in events]
+        kept = ((int(checkpoint["seq"]), json.dumps(checkpoint["state"]))
+                if checkpoint and expected_seq is not None else None)
         if not encoded:
             return
         now = time.time()
@@ -214,7 +268,11 @@ class SQLTrackerStore(TrackerStore):
             },
         ).returning(conversations.c.last_seq)
         async with self._transaction() as conn:
+            # The upsert row-locks the conversation: concurrent appends queue up here, and the
+            # number it returns tells whether another turn got in since this one read it.
             last_seq = (await conn.execute(upsert)).scalar_one()
+            if expected_seq is not None and last_seq - count != expected_seq:
+                raise stale(self.display_url, expected_seq, last_seq - count)  # rolls back
             first_seq = last_seq - count + 1
             rows = [
                 {
@@ -227,6 +285,9 @@ class SQLTrackerStore(TrackerStore):
                 for offset, (event, stamp, data) in enumerate(zip(events, stamps, encoded))
             ]
             await conn.execute(insert(conversation_events), rows)
+            if kept is not None:
+                await conn.execute(conversations.update().where(conversations.c.sender_id == sender_id)
+                                   .values(checkpoint_seq=kept[0], checkpoint=kept[1]))
 
     async def delete(self, sender_id: str) -> bool:
         async with self._transaction() as conn:

@@ -21,6 +21,7 @@
   var restartButton = document.getElementById("restart-button");
 
   var sessionId = null;
+  var stateSeq = 0;         // `seq` of the latest /widget/state answer (incremental polls)
   var pending = Promise.resolve();   // messages go out one after another, in order
   var inFlight = 0;
   var emergencyNumber = "911";
@@ -260,10 +261,15 @@
     scrollToEnd();   // the banner takes room from the log: keep the latest message in view
   }
 
-  function fetchState() {
-    return fetch(BASE + "widget/state/" + encodeURIComponent(sessionId), {
+  /* The state since the last one seen (`after`): only new messages travel. */
+  function fetchState(after) {
+    return fetch(BASE + "widget/state/" + encodeURIComponent(sessionId) + "?after=" + (after || 0), {
       headers: { "Accept": "application/json" }
     }).then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (state) {
+        if (state && typeof state.seq === "number") stateSeq = state.seq;
+        return state;
+      })
       .catch(function () { return null; });
   }
 
@@ -283,6 +289,9 @@
       body: JSON.stringify({ sender: sessionId, message: text, metadata: { channel: "widget" } })
     }).then(function (response) {
       return response.json().catch(function () { return null; }).then(function (body) {
+        // A rate-limited message is still answered (wait time, emergency number, and the
+        // safety reply when it names a danger sign): show those messages like any reply.
+        if (response.status === 429 && Array.isArray(body) && body.length) return body;
         if (!response.ok) throw new Error(errorText(response, body));
         return Array.isArray(body) ? body : [];
       });
@@ -310,7 +319,7 @@
           if (!firstChoice && shown) firstChoice = shown.querySelector(".choice");
         });
         if (options.fromChoice && firstChoice) firstChoice.focus();
-        return fetchState().then(applyState);
+        return fetchState(stateSeq).then(applyState);
       }, function (err) {
         setTyping(false);
         notice(err.message);
@@ -327,7 +336,7 @@
 
   function restore(id) {
     sessionId = id;
-    return fetchState().then(function (state) {
+    return fetchState(0).then(function (state) {
       if (!state || !state.messages || !state.messages.length) {
         return send("/greet", null);
       }
