@@ -9,7 +9,7 @@ every message first and is the only writer of those slots, `red_flags` and `tria
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, Optional, Text, Tuple
+from typing import Any, Dict, List, Optional, Text, Tuple
 
 from rasa_sdk import Tracker
 from rasa_sdk.executor import CollectingDispatcher
@@ -24,6 +24,7 @@ from actions.parsing import (
     parse_duration,
     parse_severity,
 )
+from actions.safety import form_required_slots
 
 SlotDict = Dict[Text, Any]
 
@@ -71,6 +72,10 @@ class ValidateSymptomForm(FormValidationAction):
 
     def name(self) -> Text:
         return "validate_symptom_form"
+
+    async def required_slots(self, domain_slots: List[Text], dispatcher: CollectingDispatcher, tracker: Tracker,
+                             domain: DomainDict) -> List[Text]:
+        return form_required_slots(domain_slots, tracker)   # real Rasa: a danger sign ends the questions
 
     # ----------------------------------------------------------------- free-text fallbacks
     # The NLU fills these slots from entities; when it finds none but the user plainly

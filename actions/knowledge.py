@@ -409,6 +409,20 @@ def safety_layer() -> Any:
     return SafetyLayer.load(Path(os.environ.get(ENV_DIR) or DEFAULT_DIR))
 
 
+@lru_cache(maxsize=1)
+def output_guard() -> Any:
+    """The output guard (guard.yml: never a diagnosis, a dose or a prescription), from the same folder."""
+    from bot.safety.guard import OutputGuard
+
+    return OutputGuard.load(Path(os.environ.get(ENV_DIR) or DEFAULT_DIR))
+
+
+def guarded(text: str) -> str:
+    """`text` as the output guard lets it out. Backline's engine guards every text it sends;
+    real Rasa sends an action's text as it is, so the actions guard their own."""
+    return output_guard().check(text)[0]
+
+
 if __name__ == "__main__":  # `python -m actions.knowledge`: check the files after an edit
     import sys
 

@@ -9,7 +9,7 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
-from actions.knowledge import Knowledge, get_knowledge, safety_layer
+from actions.knowledge import Knowledge, get_knowledge, guarded, safety_layer
 from actions.parsing import NOT_GIVEN
 from actions.triage import (
     Report,
@@ -47,7 +47,7 @@ def with_numbers(text: str, tracker: Tracker) -> str:
 
 
 def _say(dispatcher: CollectingDispatcher, tracker: Tracker, text: str) -> None:
-    dispatcher.utter_message(text=with_numbers(text, tracker))
+    dispatcher.utter_message(text=guarded(with_numbers(text, tracker)))
 
 
 def _text(value: Any) -> Optional[str]:

@@ -50,3 +50,25 @@ def chat(agent, loop):
         return loop.run_until_complete(agent.handle_message(UserMessage(text, sender, input_channel="test")))
 
     return send
+
+
+@pytest.fixture(scope="session")
+def domain() -> dict:
+    """domain.yml as Rasa sends it to an action server (for the rasa-sdk action tests)."""
+    import yaml
+
+    return yaml.safe_load((ROOT / "domain.yml").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="session")
+def executor():
+    """rasa-sdk's ActionExecutor with the project's actions, as Rasa's action server runs them."""
+    import sys
+
+    from rasa_sdk.executor import ActionExecutor
+
+    if str(ROOT) not in sys.path:  # `pytest` (not `python -m pytest`) does not add the project root
+        sys.path.insert(0, str(ROOT))
+    ex = ActionExecutor()
+    ex.register_package("actions")
+    return ex

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional
 
 import pytest
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `pytest` (not `python -m pytest`) does not add the project root
@@ -35,18 +34,6 @@ SAFETY_NET = "Get emergency care at once"
 
 
 # --------------------------------------------------------------------------- harness
-
-
-@pytest.fixture(scope="module")
-def domain() -> Dict[str, Any]:
-    return yaml.safe_load((ROOT / "domain.yml").read_text(encoding="utf-8"))
-
-
-@pytest.fixture(scope="module")
-def executor() -> ActionExecutor:
-    ex = ActionExecutor()
-    ex.register_package("actions")
-    return ex
 
 
 def initial_slots(domain: Dict[str, Any]) -> Dict[str, Any]:

@@ -3,7 +3,7 @@
 
 `SafetyLayer.decide(slots, text)` is a pure function of the conversation's slots and the latest
 user message. Backline's processor calls it on every message before any other dialogue logic;
-a real Rasa bot calls it from the rasa-sdk action `action_safety_screen` (actions/safety.py).
+a real Rasa bot calls it from the rasa-sdk action `action_validate_slot_mappings` (actions/safety.py).
 It returns plain rasa-sdk event dicts, the alerts to send and the question to ask.
 """
 

@@ -13,7 +13,10 @@
    project's own .venv (`python -m rasa_sdk --actions actions`).
 5. `rasa run` with the trained model and that action server, and conversations over Rasa's
    REST channel (tests/rasa/conversations.yml): what real Rasa answers, checked message by
-   message.
+   message, and the conversation's state (open form, slots) through Rasa's HTTP API. They
+   include Backline's safety layer inside Rasa (actions/safety.py): emergency and crisis
+   alerts, a danger sign in the middle of the questions, the screening question of a
+   suspected sign.
 
 Prints one line per check and ends with `rasa-check: N passed, M failed`; exits 1 on any failure.
 """
@@ -72,14 +75,16 @@ KNOWN_WARNINGS = {
     "does not include any components that uses the features":
         "by design: RegexEntityExtractor uses the lookup tables directly, not as features",
 }
-# Responses Rasa's validator counts as unused because a form or an action sends them, which
-# no story step can say: the form's questions (Rasa's FormAction asks utter_ask_<slot>), the
-# disclaimer (action_session_start, which Rasa runs before the first message), the restart
-# text (Rasa's own action_restart utters it), the failed-action text (Backline's engine).
-# The safety alerts (emergency, urgent, crisis) are listed until the Rasa safety action uses them.
+# Responses Rasa's validator counts as unused because a form or an action sends them (it counts
+# only responses named as story or rule steps): the form's questions (Rasa's FormAction asks
+# utter_ask_<slot>), the disclaimer (action_session_start, which Rasa runs before the first
+# message), the restart text (Rasa's own action_restart utters it), the failed-action text
+# (Backline's engine), and the safety layer's alerts and thanks: actions/safety.py sends them
+# from action_validate_slot_mappings, which Rasa runs on every message before any rule, so an
+# alert never depends on which rule wins (the conversations below check each is sent).
 SENT_BY_ACTIONS = {
     "utter_disclaimer", "utter_restart", "utter_action_failed",
-    "utter_emergency", "utter_urgent", "utter_crisis",
+    "utter_emergency", "utter_urgent", "utter_crisis", "utter_safety_thanks",
 }
 
 
@@ -230,9 +235,31 @@ def post(url: str, body: dict[str, Any]) -> Any:
         return json.loads(response.read())
 
 
-def run_conversations(url: str, results: Results) -> None:
+def get(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=60) as response:
+        return json.loads(response.read())
+
+
+def tracker_problems(server: str, sender: str, expected: dict[str, Any]) -> list[str]:
+    """How the conversation's state (Rasa's HTTP API) differs from `expected`: `active_loop`
+    (a form name or null) and `slots` (name: value)."""
+    tracker = get(f"{server}/conversations/{sender}/tracker")
+    problems = []
+    if "active_loop" in expected:
+        loop = (tracker.get("active_loop") or {}).get("name")
+        if loop != expected["active_loop"]:
+            problems.append(f"active_loop is {loop!r}, expected {expected['active_loop']!r}")
+    for name, value in (expected.get("slots") or {}).items():
+        if tracker["slots"].get(name) != value:
+            problems.append(f"slot {name} is {tracker['slots'].get(name)!r}, expected {value!r}")
+    return problems
+
+
+def run_conversations(server: str, results: Results) -> None:
     """tests/rasa/conversations.yml over Rasa's REST channel: each turn's replies must contain
-    every `expect` fragment (case-insensitive) and none of the `forbid` ones."""
+    every `expect` fragment (case-insensitive) and none of the `forbid` ones; `state` is
+    checked against the conversation's tracker."""
+    url = f"{server}/webhooks/rest/webhook"
     spec = yaml.safe_load((HERE / "conversations.yml").read_text())
     for conversation in spec["conversations"]:
         sender = f"rasa-check-{hashlib.sha1(conversation['name'].encode()).hexdigest()[:10]}"
@@ -249,9 +276,14 @@ def run_conversations(url: str, results: Results) -> None:
             forbidden = [f for f in turn.get("forbid", []) if f.lower() in shown]
             first = turn.get("first")
             wrong_first = bool(first) and not (replies and first.lower() in (replies[0].get("text") or "").lower())
-            ok = not missing and not forbidden and not wrong_first
+            try:
+                state = tracker_problems(server, sender, turn["state"]) if "state" in turn else []
+            except OSError as error:
+                state = [f"tracker: {error}"]
+            ok = not missing and not forbidden and not wrong_first and not state
             detail = (f"user: {turn['user']!r}\n     missing {missing}, forbidden present {forbidden}"
-                      f"{', first reply lacks ' + repr(first) if wrong_first else ''}\n     replies: {texts!r}")
+                      f"{', first reply lacks ' + repr(first) if wrong_first else ''}"
+                      f"{', ' + '; '.join(state) if state else ''}\n     replies: {texts!r}")
             if not results.check(ok, f"{conversation['name']}, turn {number}: {turn['user']!r}", detail):
                 break
 
@@ -319,7 +351,7 @@ def main() -> int:
                              "--port", str(rasa_port), "--interface", "127.0.0.1",
                              "--enable-api"], work / "rasa_run.log", env)
         wait_http(f"http://127.0.0.1:{rasa_port}/", rasa_server, 300, work / "rasa_run.log")
-        run_conversations(f"http://127.0.0.1:{rasa_port}/webhooks/rest/webhook", results)
+        run_conversations(f"http://127.0.0.1:{rasa_port}", results)
     except (RuntimeError, subprocess.TimeoutExpired) as error:
         results.check(False, "rasa-check ran to the end", str(error))
     finally:
