@@ -172,6 +172,8 @@ def build_summary(knowledge: Knowledge, tracker: Tracker) -> Dict[str, Any]:
     screening: Dict[str, Dict[str, Optional[str]]] = {}
     safety = safety_layer()
     for slot in knowledge.screen_slots():
+        if slot in safety.checklists:
+            continue                 # a grouped question: its single answers are listed instead
         value = tracker.get_slot(slot)
         answer = "not asked" if value is None else ("present or unsure" if value else "absent")
         question = knowledge.questions[slot]
