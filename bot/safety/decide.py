@@ -24,6 +24,10 @@ SAFETY_SLOTS = ("triage_level", "red_flags", "alerted_flags", "safety_question",
                 "sign_source")
 SYMPTOM_INTENTS = frozenset({"report_symptom"})
 INFORMATION_INTENTS = frozenset({"ask_self_care", "ask_when_to_see_provider", "ask_medication", "help"})
+# A question or request in reply to a screening question is not an unclear answer to it
+# ("is it a slipped disc?", "why do you ask?"): it is answered, and the question asked again.
+NOT_ANSWERS = INFORMATION_INTENTS | {"ask_diagnosis", "ask_serious", "why_ask", "stop", "bot_challenge",
+                                     "request_summary", "request_details"}
 FORM = "symptom_form"
 MAX_UNCLEAR = 2          # a screening question answered unclearly twice counts as "not sure" (present)
 MAX_REASONS = 2
@@ -61,6 +65,10 @@ class Decision:
 
 def _asks_for_information(intent: str | None) -> bool:
     return bool(intent) and (intent.startswith("faq") or intent in INFORMATION_INTENTS)
+
+
+def _not_an_answer(intent: str | None) -> bool:
+    return bool(intent) and (intent.startswith("faq") or intent in NOT_ANSWERS)
 
 
 def _slot(name: str, value: Any) -> dict[str, Any]:
@@ -125,14 +133,14 @@ class SafetyLayer:
                 negated.append(asked)
             elif open_question == CRISIS_SIGN and answer is None:
                 present.append(asked)          # an unclear answer to the crisis question: crisis reply
-            elif answer is None and asked not in negated and not open_question:
+            elif answer is None and asked not in negated and not open_question and not _not_an_answer(intent):
                 # an answer that says neither: asked again in other words; twice unclear = not sure
                 unclear[requested] = unclear.get(requested, 0) + 1
                 if unclear[requested] >= MAX_UNCLEAR:
                     present.append(asked)
         if checklist:
             outcome = self._checklist(checklist, answer, present, negated)
-            if outcome is None:
+            if outcome is None and not _not_an_answer(intent):
                 unclear[requested] = unclear.get(requested, 0) + 1
                 outcome = "unclear" if unclear[requested] >= MAX_UNCLEAR else None
             if outcome is not None and slots.get(requested) is None:
