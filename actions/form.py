@@ -48,7 +48,7 @@ logging.getLogger("rasa_sdk.forms").addFilter(_SafetySlotsFilter())
 # answer (the rules for "why?", "stop", FAQ... handle them).
 ANSWER_BLOCKING_INTENTS = {
     "why_ask", "stop", "skip", "help", "bot_challenge", "ask_diagnosis", "ask_self_care",
-    "ask_medication", "ask_when_to_see_provider", "request_summary", "faq",
+    "ask_medication", "ask_when_to_see_provider", "request_summary", "faq", "ask_serious", "request_details",
 }
 # Intents whose text may stand as the trigger answer ("lifting a box", "yes, a fall").
 TRIGGER_TEXT_INTENTS = {"inform", "report_symptom", "affirm", "nlu_fallback", None}
@@ -118,6 +118,8 @@ class ValidateSymptomForm(FormValidationAction):
             return {}
         asking = _asking(tracker, "duration")
         kinds = _number_kinds(text, "duration" if asking else None)
+        if DURATION in kinds and not asking:
+            return {"duration": _duration_phrase(text)}   # "a week", not the whole report
         if DURATION in kinds or (asking and not kinds and parse_duration(text).recognised):
             return {"duration": text[:MAX_TEXT]}
         return _not_understood(tracker, "duration", text) if asking else {}
@@ -220,6 +222,16 @@ def _number_kinds(text: str, asked: Optional[str]) -> set:
     from bot.safety.quantities import read_quantities
 
     return {q.kind for q in read_quantities(safety_layer().screener.text(text), asked)}
+
+
+def _duration_phrase(text: str) -> str:
+    """The words of the first duration in a message ("a week" in "... hurting for a week")."""
+    from bot.safety.quantities import read_quantities
+    from bot.safety.screen import message_slice
+
+    tokens = safety_layer().screener.text(text)
+    spans = [q for q in read_quantities(tokens, None) if q.kind == DURATION]
+    return message_slice(tokens, spans[0].start, spans[0].end) if spans else text[:MAX_TEXT]
 
 
 def _score(text: str, asking: bool) -> Optional[float]:

@@ -109,8 +109,11 @@ def severity_from_words(text: object, words: Mapping[str, Sequence[str]]) -> Opt
         return None
     t = " " + re.sub(r"[^a-z' ]+", " ", text.lower()) + " "
     best: Optional[float] = None
-    for score, phrases in words.items():
-        if any(re.search(r"(?<![a-z'])" + re.escape(p) + r"(?![a-z'])", t) for p in phrases):
+    # Longer phrases first, and their words are used up: "not too bad" is mild, not "bad".
+    for phrase, score in sorted(((p, s) for s, ps in words.items() for p in ps), key=lambda item: -len(item[0])):
+        pattern = r"(?<![a-z'])" + re.escape(phrase) + r"(?![a-z'])"
+        if re.search(pattern, t):
+            t = re.sub(pattern, " # ", t)
             if best is None or float(score) > best:
                 best = float(score)
     return best

@@ -65,8 +65,16 @@ def acknowledgement(tracker: Tracker) -> Optional[str]:
     return f"Got it: {', '.join(parts)}." if parts else None
 
 
-class AskSlot(Action):
-    """Asks `slot`; subclasses below set the slot (rasa-sdk registers one action per name)."""
+def _asked_something(tracker: Tracker) -> bool:
+    from actions.form import ANSWER_BLOCKING_INTENTS
+
+    intent = ((tracker.latest_message or {}).get("intent") or {}).get("name") or ""
+    return intent.split("/")[0] in ANSWER_BLOCKING_INTENTS - {"skip"}
+
+
+class AskSlot:
+    """Asks `slot`; the classes made below set the slot. A mixin, not an Action itself, so
+    rasa-sdk registers only the per-slot actions (it registers every Action subclass)."""
 
     slot = ""
 
@@ -78,7 +86,9 @@ class AskSlot(Action):
         ack = acknowledgement(tracker)
         if ack:
             dispatcher.utter_message(text=ack)
-        again = times_asked(tracker, self.slot) >= 1
+        # Rephrased only after an answer that was not understood; after "why?" or another
+        # question the user asked, the question simply comes again.
+        again = times_asked(tracker, self.slot) >= 1 and not _asked_something(tracker)
         name = f"utter_reask_{self.slot}" if again and f"utter_reask_{self.slot}" in responses else f"utter_ask_{self.slot}"
         other = (tracker.get_slot("patient_facts") or {}).get("patient") == "other"
         if other and f"{name}_other" in responses:
@@ -88,5 +98,5 @@ class AskSlot(Action):
 
 # One action per form question (rasa-sdk registers every Action subclass it finds).
 for _slot in get_knowledge().questions:
-    globals()[f"Ask_{_slot}"] = type(f"Ask_{_slot}", (AskSlot,), {"slot": _slot})
+    globals()[f"Ask_{_slot}"] = type(f"Ask_{_slot}", (AskSlot, Action), {"slot": _slot})
 del _slot
