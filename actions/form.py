@@ -119,7 +119,9 @@ class ValidateSymptomForm(FormValidationAction):
         asking = _asking(tracker, "duration")
         kinds = _number_kinds(text, "duration" if asking else None)
         if DURATION in kinds and not asking:
-            return {"duration": _duration_phrase(text)}   # "a week", not the whole report
+            # "a week", not the whole report; a time said in passing ("38.6 last night") does not
+            # replace the duration already given
+            return {} if tracker.get_slot("duration") not in (None, NOT_GIVEN) else {"duration": _duration_phrase(text)}
         if DURATION in kinds or (asking and not kinds and parse_duration(text).recognised):
             return {"duration": text[:MAX_TEXT]}
         return _not_understood(tracker, "duration", text) if asking else {}
@@ -175,7 +177,11 @@ class ValidateSymptomForm(FormValidationAction):
         if isinstance(value, list):
             value = " ".join(str(v) for v in value)
         _, text = _latest(tracker)
-        kinds = _number_kinds(text, "duration" if tracker.get_slot("requested_slot") == "duration" else None)
+        asking = tracker.get_slot("requested_slot") == "duration"
+        before = _before_this_turn(tracker, "duration")
+        if not asking and before not in (None, NOT_GIVEN):
+            return {"duration": before}    # a time said in passing ("38.6 last night") is not how long
+        kinds = _number_kinds(text, "duration" if asking else None)
         if kinds and DURATION not in kinds:
             return {"duration": None}      # "34 weeks pregnant", "on steroids for 5 years": not how long
         if parse_duration(value).recognised:
@@ -202,6 +208,19 @@ class ValidateSymptomForm(FormValidationAction):
             value = ", ".join(str(v) for v in value)
         text = str(value or "").strip()[:MAX_TEXT]
         return {"trigger": text or None}
+
+
+def _before_this_turn(tracker: Tracker, slot: str) -> Any:
+    """The value `slot` had before the latest user message."""
+    seen_user = False
+    for event in reversed(tracker.events):
+        if event.get("event") == "user":
+            seen_user = True
+        elif seen_user and event.get("event") == "slot" and event.get("name") == slot:
+            return event.get("value")
+        elif event.get("event") in ("session_started", "restart"):
+            break
+    return None
 
 
 def _not_understood(tracker: Tracker, slot: str, text: str) -> SlotDict:

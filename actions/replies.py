@@ -131,3 +131,18 @@ class ActionAnswerSerious(Action):
         if not tracker.active_loop_name:
             events.append(FollowupAction(FORM))
         return events
+
+
+class ActionNotUnderstood(Action):
+    """Low NLU confidence: when the message is a back complaint whose triage is open (the safety
+    layer read it as one), the questions start instead of "Sorry, I didn't get that"."""
+
+    def name(self) -> Text:
+        return "action_not_understood"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]) -> List[EventType]:
+        if triage_open(tracker):
+            dispatcher.utter_message(response=_response(tracker, domain, "utter_symptom_intro"))
+            return [FollowupAction(FORM)]
+        dispatcher.utter_message(response="utter_default")
+        return []

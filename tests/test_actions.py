@@ -345,6 +345,11 @@ def test_duration_said_in_passing_keeps_only_the_duration(executor, domain) -> N
     text = "my mum's back has been hurting for a week"
     result = validate(executor, domain, "body_part", text)
     assert slot_events(result)["duration"] == "a week"
+    # a time said in passing does not replace the duration already given
+    tracker = make_tracker(domain, ["my back has hurt for 3 days", "yes, 38.6 last night"], intent="affirm", form=True,
+                           slots={"requested_slot": "screen_urgent"}, candidates={"duration": "last night"})
+    tracker["events"].insert(3, {"event": "slot", "name": "duration", "value": "3 days", "timestamp": 1.5})
+    assert slot_events(run(executor, "validate_symptom_form", tracker, domain)).get("duration") in (None, "3 days")
 
 
 def test_duration_without_a_time_is_asked_again(executor, domain) -> None:
@@ -722,3 +727,12 @@ def test_is_it_serious_after_the_result_repeats_the_advice(executor, domain) -> 
     result = run(executor, "action_answer_serious", tracker, domain)
     assert _followup(result) is None and slot_events(result) == {}
     assert "within the next 24 hours" in texts_of(result)[-1]
+
+
+def test_not_understood_back_complaint_starts_the_questions(executor, domain) -> None:
+    """Low NLU confidence on a message the safety layer read as a back complaint: the questions
+    start; anything else gets the "didn't get that" reply."""
+    result = run(executor, "action_not_understood", make_tracker(domain, ["my back ugh"], slots=BACK, intent="nlu_fallback"), domain)
+    assert [m["response"] for m in result.responses] == ["utter_symptom_intro"] and _followup(result) == "symptom_form"
+    result = run(executor, "action_not_understood", make_tracker(domain, ["xkcd lorem"], intent="nlu_fallback"), domain)
+    assert [m["response"] for m in result.responses] == ["utter_default"] and _followup(result) is None
