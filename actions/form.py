@@ -12,19 +12,23 @@ import logging
 from typing import Any, Dict, List, Optional, Text, Tuple
 
 from rasa_sdk import Tracker
+from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.forms import FormValidationAction
 from rasa_sdk.types import DomainDict
 
-from actions.knowledge import get_knowledge
+from actions.knowledge import get_knowledge, safety_layer
 from actions.parsing import (
     NOT_GIVEN,
     format_score,
+    is_unsure,
     normalise_body_part,
     parse_duration,
     parse_severity,
+    severity_from_words,
 )
 from actions.safety import form_required_slots
+from bot.safety.quantities import DURATION
 
 SlotDict = Dict[Text, Any]
 
@@ -45,12 +49,11 @@ logging.getLogger("rasa_sdk.forms").addFilter(_SafetySlotsFilter())
 # answer (the rules for "why?", "stop", FAQ... handle them).
 ANSWER_BLOCKING_INTENTS = {
     "why_ask", "stop", "skip", "help", "bot_challenge", "ask_diagnosis", "ask_self_care",
-    "ask_medication", "ask_when_to_see_provider", "request_summary", "faq",
+    "ask_medication", "ask_when_to_see_provider", "request_summary", "faq", "ask_serious", "request_details",
 }
 # Intents whose text may stand as the trigger answer ("lifting a box", "yes, a fall").
 TRIGGER_TEXT_INTENTS = {"inform", "report_symptom", "affirm", "nlu_fallback", None}
 
-DURATION_REASK = "Sorry, I didn't catch how long. You can say something like \"since yesterday\", \"3 weeks\" or \"a few months\"."
 MAX_TEXT = 200
 
 
@@ -67,6 +70,22 @@ def _asking(tracker: Tracker, slot: str) -> bool:
     return tracker.get_slot("requested_slot") == slot and tracker.get_slot(slot) is None
 
 
+def required(domain_slots: List[Text], tracker: Tracker) -> List[Text]:
+    """The questions still worth asking, in order: a grouped danger-sign question stands for its
+    single questions, which are asked only when its answer was unclear ("yes", "not sure")."""
+    checklists = safety_layer().checklists
+    grouped = {sign for signs in checklists.values() for sign in signs}
+    singles = {slot for slot, sign in safety_layer().screen_slots.items() if sign in grouped}
+    unclear = {sign for slot, signs in checklists.items() if tracker.get_slot(slot) == "unclear" for sign in signs}
+    keep = []
+    for slot in domain_slots:
+        sign = safety_layer().screen_slots.get(slot)
+        if slot in singles and sign not in unclear:
+            continue
+        keep.append(slot)
+    return keep
+
+
 class ValidateSymptomForm(FormValidationAction):
     """Reads and checks the answers to `symptom_form`."""
 
@@ -75,44 +94,77 @@ class ValidateSymptomForm(FormValidationAction):
 
     async def required_slots(self, domain_slots: List[Text], dispatcher: CollectingDispatcher, tracker: Tracker,
                              domain: DomainDict) -> List[Text]:
-        return form_required_slots(domain_slots, tracker)   # real Rasa: a danger sign ends the questions
+        # real Rasa: a danger sign ends the questions (actions/safety.py); then the interview's
+        # own choice of which questions are still worth asking
+        return required(form_required_slots(domain_slots, tracker), tracker)
 
-    # ----------------------------------------------------------------- free-text fallbacks
-    # The NLU fills these slots from entities; when it finds none but the user plainly
-    # answered the open question ("7", "about 3 weeks"), read the answer from the text.
+    # ----------------------------------------------------------------- free-text answers
+    # The NLU fills these slots from entities; the open question decides what a plain answer
+    # means ("7" is a score when the pain question is open). A message that gives another
+    # fact too ("pretty bad, like 7" to the location question) fills that slot as well.
+    # An answer that is not understood is asked again once, with choices; the second time the
+    # question is skipped ("not given"), so the same sentence never comes three times.
 
     async def extract_body_part(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> SlotDict:
         intent, text = _latest(tracker)
-        if not _asking(tracker, "body_part") or intent in ANSWER_BLOCKING_INTENTS:
+        if intent in ANSWER_BLOCKING_INTENTS or not text or text.startswith("/"):
             return {}
         body = get_knowledge().questions["body_part"].extra
         value = normalise_body_part(text, body["values"], body["sides"])
-        return {"body_part": value} if value else {}
+        if not _asking(tracker, "body_part"):
+            return {"body_part": value} if value and _names_a_place(text, body["values"]) else {}
+        return {"body_part": value} if value else _not_understood(tracker, "body_part", text)
 
     async def extract_duration(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> SlotDict:
         intent, text = _latest(tracker)
-        if not _asking(tracker, "duration") or intent in ANSWER_BLOCKING_INTENTS or not text:
+        if intent in ANSWER_BLOCKING_INTENTS or not text or text.startswith("/"):
             return {}
-        return {"duration": text} if parse_duration(text).recognised else {}
+        asking = _asking(tracker, "duration")
+        kinds = _number_kinds(text, "duration" if asking else None)
+        if DURATION in kinds and not asking:
+            # "a week", not the whole report; a time said in passing ("38.6 last night") does not
+            # replace the duration already given
+            return {} if tracker.get_slot("duration") not in (None, NOT_GIVEN) else {"duration": _duration_phrase(text)}
+        if DURATION in kinds or (asking and not kinds and parse_duration(text).recognised):
+            return {"duration": text[:MAX_TEXT]}
+        return _not_understood(tracker, "duration", text) if asking else {}
 
     async def extract_severity(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> SlotDict:
         intent, text = _latest(tracker)
-        if not _asking(tracker, "severity") or intent in ANSWER_BLOCKING_INTENTS:
+        if intent in ANSWER_BLOCKING_INTENTS or not text or text.startswith("/"):
             return {}
-        # Hand any number to validate_severity, so "12" is re-asked rather than ignored.
-        return {"severity": text} if parse_severity(text) is not None else {}
+        asking = _asking(tracker, "severity")
+        score = _score(text, asking)
+        if score is not None:
+            return {"severity": format_score(score)}
+        return _not_understood(tracker, "severity", text) if asking else {}
 
     async def extract_trigger(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> SlotDict:
         intent, text = _latest(tracker)
         if not _asking(tracker, "trigger") or intent not in TRIGGER_TEXT_INTENTS or not text or text.startswith("/"):
             return {}
-        return {"trigger": text}
+        return {"trigger": NOT_GIVEN if is_unsure(text) else text[:MAX_TEXT]}
+
+    # Screening questions are answered by the safety layer before this action runs; when it
+    # could not read the answer, the question is asked again (rephrased, with choices).
+    async def extract_requested_screening(self, tracker: Tracker) -> SlotDict:
+        slot = tracker.get_slot("requested_slot")
+        intent, text = _latest(tracker)
+        if not slot or not safety_layer().owns(slot) or tracker.get_slot(slot) is not None \
+                or intent in ANSWER_BLOCKING_INTENTS - {"skip"}:
+            return {}
+        return {slot: None}
+
+    async def get_extraction_events(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+                                    domain: DomainDict) -> List[EventType]:
+        events = await super().get_extraction_events(dispatcher, tracker, domain)
+        return events + [SlotSet(k, v) for k, v in (await self.extract_requested_screening(tracker)).items()]
 
     # ----------------------------------------------------------------- validation
 
     def validate_body_part(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> SlotDict:
-        if value == NOT_GIVEN:
-            return {"body_part": NOT_GIVEN}
+        if value in (None, NOT_GIVEN):
+            return {"body_part": value}
         body = get_knowledge().questions["body_part"].extra
         canonical = normalise_body_part(value, body["values"], body["sides"])
         if canonical:
@@ -123,26 +175,35 @@ class ValidateSymptomForm(FormValidationAction):
         return {"body_part": text or None}
 
     def validate_duration(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> SlotDict:
-        if value == NOT_GIVEN:
-            return {"duration": NOT_GIVEN}
+        if value in (None, NOT_GIVEN):
+            return {"duration": value}
         if isinstance(value, list):
             value = " ".join(str(v) for v in value)
+        _, text = _latest(tracker)
+        asking = tracker.get_slot("requested_slot") == "duration"
+        before = _before_this_turn(tracker, "duration")
+        if not asking and before not in (None, NOT_GIVEN):
+            return {"duration": before}    # a time said in passing ("38.6 last night") is not how long
+        kinds = _number_kinds(text, "duration" if asking else None)
+        if kinds and DURATION not in kinds:
+            return {"duration": None}      # "34 weeks pregnant", "on steroids for 5 years": not how long
         if parse_duration(value).recognised:
             return {"duration": str(value).strip()[:MAX_TEXT]}
-        dispatcher.utter_message(text=DURATION_REASK)
         return {"duration": None}
 
     def validate_severity(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> SlotDict:
-        if value == NOT_GIVEN:
-            return {"severity": NOT_GIVEN}
+        if value in (None, NOT_GIVEN):
+            return {"severity": value}
         question = get_knowledge().questions["severity"]
         low, high = question.extra["min"], question.extra["max"]
         if isinstance(value, list):
             value = value[0] if value else None
         score = parse_severity(value)
         if score is None or not low <= score <= high:
-            dispatcher.utter_message(text=question.extra.get("reask") or f"Please give a number from {low} to {high}.")
             return {"severity": None}
+        _, text = _latest(tracker)
+        if not text.startswith("/") and _score(text, tracker.get_slot("requested_slot") == "severity") is None:
+            return {"severity": None}      # a number that measures something else ("5 or 6 days", "81")
         return {"severity": format_score(score)}
 
     def validate_trigger(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> SlotDict:
@@ -150,3 +211,60 @@ class ValidateSymptomForm(FormValidationAction):
             value = ", ".join(str(v) for v in value)
         text = str(value or "").strip()[:MAX_TEXT]
         return {"trigger": text or None}
+
+
+def _before_this_turn(tracker: Tracker, slot: str) -> Any:
+    """The value `slot` had before the latest user message."""
+    seen_user = False
+    for event in reversed(tracker.events):
+        if event.get("event") == "user":
+            seen_user = True
+        elif seen_user and event.get("event") == "slot" and event.get("name") == slot:
+            return event.get("value")
+        elif event.get("event") in ("session_started", "restart"):
+            break
+    return None
+
+
+def _not_understood(tracker: Tracker, slot: str, text: str) -> SlotDict:
+    """Ask again (slot stays empty) the first time; skip the question the second time."""
+    from actions.questions import times_asked
+
+    if is_unsure(text) or times_asked(tracker, slot) >= 2:
+        return {slot: NOT_GIVEN}
+    return {slot: None}
+
+
+def _names_a_place(text: str, values: Dict[str, Any]) -> bool:
+    """A location named outright ("my lower back"), not a side or a word in passing."""
+    return normalise_body_part(text, values, {}) is not None
+
+
+def _number_kinds(text: str, asked: Optional[str]) -> set:
+    from bot.safety.quantities import read_quantities
+
+    return {q.kind for q in read_quantities(safety_layer().screener.text(text), asked)}
+
+
+def _duration_phrase(text: str) -> str:
+    """The words of the first duration in a message ("a week" in "... hurting for a week")."""
+    from bot.safety.quantities import read_quantities
+    from bot.safety.screen import message_slice
+
+    tokens = safety_layer().screener.text(text)
+    spans = [q for q in read_quantities(tokens, None) if q.kind == DURATION]
+    return message_slice(tokens, spans[0].start, spans[0].end) if spans else text[:MAX_TEXT]
+
+
+def _score(text: str, asking: bool) -> Optional[float]:
+    """The pain score a message gives: a number read as a score (the safety layer's reader, so a
+    duration, an age or a temperature is never a score), or, when asked, words like "pretty bad"."""
+    from bot.safety.quantities import SCORE, read_quantities
+
+    scores = [q.value for q in read_quantities(safety_layer().screener.text(text), "severity" if asking else None)
+              if q.kind == SCORE]
+    if scores:
+        return max(scores)
+    if asking:
+        return severity_from_words(text, get_knowledge().questions["severity"].extra.get("words") or {})
+    return None

@@ -108,6 +108,29 @@ class Fallback:
 
 
 @dataclass(frozen=True)
+class Picture:
+    """A triage picture that decides which self-care fits (self_care.yml `pictures`)."""
+
+    id: str
+    intro: str
+    signs: Tuple[str, ...] = ()
+    phrases: Tuple[str, ...] = ()
+    conditions: Tuple[str, ...] = ()
+    items: Tuple[str, ...] = ()
+    first: Tuple[str, ...] = ()
+    leave_out: Tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ResultTexts:
+    """The sentences of the result's first bubble around the condition names (conditions.yml `result`)."""
+
+    linked: str
+    linked_sign: str
+    cause: str
+
+
+@dataclass(frozen=True)
 class Knowledge:
     sources: Dict[str, Source]
     sections: Tuple[str, ...]
@@ -125,6 +148,14 @@ class Knowledge:
     safety_net: str
     questions: Dict[str, Question]
     general_why: str
+    result: ResultTexts
+    referral_other: Dict[str, str] = field(default_factory=dict)
+    long_duration_text_other: str = ""
+    safety_net_other: str = ""
+    safety_net_guidance: str = ""
+    meanwhile: str = ""
+    referral_source: str = ""
+    pictures: Tuple[Picture, ...] = ()
 
     def screen_slots(self) -> List[str]:
         return [slot for slot, q in self.questions.items() if slot.startswith("screen_")]
@@ -256,8 +287,11 @@ def _load_self_care(path: Path, sources: Mapping[str, Source], sections: Sequenc
     for level in LEVELS:
         check.text(referral, level, "`referral`")
         check.text(short, level, "`referral_short`")
-    check.ref(data, "referral_source", "self_care.yml", list(sources), "sources.yml")
+    referral_source = check.ref(data, "referral_source", "self_care.yml", list(sources), "sources.yml")
     check.ref(data, "referral_section", "self_care.yml", sections, "sources.yml `sections`")
+    other = check.mapping(data, "referral_other", "self_care.yml")
+    for level in LEVELS:
+        check.text(other, level, "`referral_other`")
     long_duration = check.mapping(data, "long_duration", "self_care.yml")
     weeks = long_duration.get("weeks")
     if not isinstance(weeks, (int, float)) or weeks <= 0:
@@ -272,12 +306,51 @@ def _load_self_care(path: Path, sources: Mapping[str, Source], sections: Sequenc
         "long_duration_weeks": float(weeks),
         "long_duration_text": check.text(long_duration, "text", "`long_duration`"),
         "safety_net": check.text(data, "safety_net", "self_care.yml"),
+        "referral_other": {lv: other[lv].strip() for lv in LEVELS},
+        "long_duration_text_other": check.text(long_duration, "text_other", "`long_duration`"),
+        "safety_net_other": check.text(data, "safety_net_other", "self_care.yml"),
+        "safety_net_guidance": check.text(data, "safety_net_guidance", "self_care.yml"),
+        "meanwhile": check.text(data, "meanwhile", "self_care.yml"),
+        "referral_source": referral_source,
+        "pictures": _load_pictures(check, data, items),
     }
+
+
+PICTURE_KEYS = {"id", "intro", "signs", "phrases", "conditions", "items", "first", "leave_out"}
+
+
+def _load_pictures(check: "_Checker", data: Mapping[str, Any], items: Mapping[str, SelfCareItem]) -> Tuple[Picture, ...]:
+    pictures: List[Picture] = []
+    for entry in check.entries(data, "pictures"):
+        pid = check.text(entry, "id", "a picture")
+        what = f"picture `{pid}`"
+        unknown = set(entry) - PICTURE_KEYS
+        if unknown:
+            raise check.fail(entry, f"{what} has unknown key(s) {', '.join(sorted(unknown))}",
+                             f"use only {', '.join(sorted(PICTURE_KEYS))}")
+        picture = Picture(
+            id=pid, intro=check.text(entry, "intro", what),
+            signs=check.words(entry, "signs", what), phrases=check.words(entry, "phrases", what),
+            conditions=check.words(entry, "conditions", what), items=check.words(entry, "items", what),
+            first=check.words(entry, "first", what), leave_out=check.words(entry, "leave_out", what),
+        )
+        if not (picture.signs or picture.phrases or picture.conditions):
+            raise check.fail(entry, f"{what} can never apply", "add `signs`, `phrases` or `conditions`")
+        if not (picture.items or picture.first):
+            raise check.fail(entry, f"{what} offers nothing", "add `items` (exactly these) or `first`")
+        for iid in picture.items + picture.first + picture.leave_out:
+            if iid not in items:
+                raise check.fail(entry, f"{what} names unknown self-care item `{iid}`", f"use one of {', '.join(items)}")
+        for cid in picture.conditions:
+            if cid not in CONDITION_IDS:
+                raise check.fail(entry, f"{what}: `{cid}` is not an article condition", f"use one of {', '.join(CONDITION_IDS)}")
+        pictures.append(picture)
+    return tuple(pictures)
 
 
 def _load_conditions(
     path: Path, sources: Mapping[str, Source], sections: Sequence[str], self_care: Mapping[str, SelfCareItem]
-) -> Tuple[Dict[str, Condition], Matching, Fallback]:
+) -> Tuple[Dict[str, Condition], Matching, Fallback, ResultTexts]:
     data = _read_yaml(path)
     check = _Checker(path)
     conditions: Dict[str, Condition] = {}
@@ -338,7 +411,9 @@ def _load_conditions(
     for iid in fallback.self_care:
         if iid not in self_care:
             raise check.fail(f, f"`fallback` names unknown self-care item `{iid}`", f"use one of {', '.join(self_care)}")
-    return conditions, matching, fallback
+    r = check.mapping(data, "result", "conditions.yml")
+    result = ResultTexts(*(check.text(r, key, "`result`") for key in ("linked", "linked_sign", "cause")))
+    return conditions, matching, fallback, result
 
 
 def _load_questions(path: Path) -> Dict[str, Any]:
@@ -382,7 +457,8 @@ def load_knowledge(directory: Optional[Path] = None) -> Knowledge:
     directory = Path(directory or os.environ.get(ENV_DIR) or DEFAULT_DIR)
     sources, sections = _load_sources(directory / "sources.yml")
     care = _load_self_care(directory / "self_care.yml", sources, sections)
-    conditions, matching, fallback = _load_conditions(directory / "conditions.yml", sources, sections, care["self_care"])
+    conditions, matching, fallback, result = _load_conditions(directory / "conditions.yml", sources, sections,
+                                                              care["self_care"])
     q = _load_questions(directory / "questions.yml")
     return Knowledge(
         sources=sources,
@@ -390,6 +466,7 @@ def load_knowledge(directory: Optional[Path] = None) -> Knowledge:
         conditions=conditions,
         matching=matching,
         fallback=fallback,
+        result=result,
         **care,
         **q,
     )

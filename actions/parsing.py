@@ -1,4 +1,6 @@
-"""Reads form answers from free text: pain score, duration, body part, yes/no/not sure."""
+"""Reads form answers from free text: pain score, duration, body part, "not sure".
+
+(Yes/no answers to screening questions belong to the safety layer: bot/safety/answers.py.)"""
 
 from __future__ import annotations
 
@@ -75,17 +77,46 @@ _BARE_UNITS: Tuple[Tuple[str, float], ...] = (
     (r"\byears\b", 104.0),
 )
 _SHORT_WORDS: Tuple[Tuple[str, float], ...] = (
-    (r"\btoday\b|\bthis morning\b|\btonight\b|\bjust now\b|\bjust started\b|\ban hour\b", 0.0),
+    (r"\btoday\b|\bthis morning\b|\bthis afternoon\b|\btonight\b|\bjust now\b|\bjust started\b|\ban hour\b|"
+     r"\bminutes?\b|\bnot long\b|\bjust\b", 0.0),
     (r"\byesterday\b|\blast night\b", 1 / 7),
     (r"\bmonday|tuesday|wednesday|thursday|friday|saturday|sunday|weekend\b", 0.5),
     (r"\blast week\b", 1.0),
     (r"\blast month\b", 52 / 12),
     (r"\blast year\b", 52.0),
+    (r"\bfortnight\b", 2.0),
+    (r"\bages\b|\bforever\b|\byears\b|\blong time\b", 104.0),
+    (r"\bchristmas\b|\bjanuary|february|march|april|june|july|august|september|october|november|december\b", 8.0),
 )
 _TIME_WORDS = re.compile(
     r"\b(since|ago|for ages|ages|forever|always|recently|a while|long time|on and off|"
-    r"come and go|comes and goes|on and off|years?|months?|weeks?|days?|hours?|chronic|lately)\b"
+    r"come and go|comes and goes|years?|months?|weeks?|days?|hours?|minutes?|fortnight|chronic|lately|"
+    r"not long|ongoing|started)\b"
 )
+UNSURE_ANSWER = re.compile(r"\b(not sure|unsure|don'?t know|dont know|no idea|dunno|can'?t say|hard to say|idk|"
+                           r"can'?t remember|not certain)\b", re.I)
+
+
+def is_unsure(text: object) -> bool:
+    """"not sure", "no idea", "dunno": the question is skipped, not asked a third time."""
+    return isinstance(text, str) and UNSURE_ANSWER.search(text) is not None
+
+
+def severity_from_words(text: object, words: Mapping[str, Sequence[str]]) -> Optional[float]:
+    """A score for words like "pretty bad" (7) or "unbearable" (9), from questions.yml
+    `severity.words` (score -> phrases); the strongest phrase said wins."""
+    if not isinstance(text, str):
+        return None
+    t = " " + re.sub(r"[^a-z' ]+", " ", text.lower()) + " "
+    best: Optional[float] = None
+    # Longer phrases first, and their words are used up: "not too bad" is mild, not "bad".
+    for phrase, score in sorted(((p, s) for s, ps in words.items() for p in ps), key=lambda item: -len(item[0])):
+        pattern = r"(?<![a-z'])" + re.escape(phrase) + r"(?![a-z'])"
+        if re.search(pattern, t):
+            t = re.sub(pattern, " # ", t)
+            if best is None or float(score) > best:
+                best = float(score)
+    return best
 _CHRONIC_WORDS = re.compile(r"\b(months|years|year|on and off|for ages|forever|long time|chronic)\b")
 
 
@@ -160,37 +191,3 @@ def normalise_body_part(
             parts.append(canonical)
             break
     return ", ".join(parts) if parts else None
-
-
-# --------------------------------------------------------------------------- yes / no
-
-
-def _starts_with(text: str, phrase: str) -> bool:
-    return re.match(re.escape(phrase) + r"(?![a-z'])", text) is not None
-
-
-def _contains(text: str, phrase: str) -> bool:
-    return re.search(r"(?<![a-z'])" + re.escape(phrase) + r"(?![a-z'])", text) is not None
-
-
-def read_answer(intent: Optional[str], text: Optional[str], answers: Mapping[str, Sequence[str]]) -> Optional[bool]:
-    """A screening answer: True for yes or unsure (uncertain counts as present), False for no.
-
-    Uncertainty in the words wins over the intent, so "no idea" is never read as a no.
-    Returns None when the message does not answer the question.
-    """
-    t = re.sub(r"[^a-z' ]+", " ", (text or "").lower()).strip()
-    t = re.sub(r"\s+", " ", t)
-    if t and any(_contains(t, p) for p in answers.get("unsure", ())):
-        return True
-    if intent in ("affirm", "skip"):
-        return True
-    if intent == "deny":
-        return False
-    if not t:
-        return None
-    if any(_starts_with(t, p) for p in answers.get("deny", ())):
-        return False
-    if any(_starts_with(t, p) for p in answers.get("affirm", ())):
-        return True
-    return None

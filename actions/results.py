@@ -14,14 +14,15 @@ from actions.parsing import NOT_GIVEN
 from actions.triage import (
     Report,
     conditions_text,
+    fitting_self_care,
+    picture_for,
     referral_text,
     related_conditions,
-    self_care_for,
+    result_text,
     self_care_text,
     user_texts,
 )
-
-RESULT_SELF_CARE_ITEMS = 5  # the result stays short; "self-care" on request lists them all
+MAX_SELF_CARE_ITEMS = 7   # the best-fitting first; a long list is not read
 SUMMARY_OWN_WORDS = 8
 SUMMARY_MIN_WORDS = 4
 # Answers and requests that say nothing about the back, left out of "in their own words".
@@ -84,8 +85,21 @@ def _level(tracker: Tracker) -> str:
     return level if level in ("info", "routine", "urgent", "emergency") else "info"
 
 
+def for_someone_else(tracker: Tracker) -> bool:
+    """Whether the user is asking about someone else's back (the safety layer decides whose)."""
+    return (tracker.get_slot("patient_facts") or {}).get("patient") == "other"
+
+
+def _result_level(tracker: Tracker, report: Report) -> str:
+    """The level for wording: a result or advice after a reported symptom is at least routine."""
+    level = _level(tracker)
+    return "routine" if level == "info" and _reported_symptom(report, tracker) else level
+
+
 class ActionTriageResult(Action):
-    """After `symptom_form`: related article conditions, self-care, referral, safety net."""
+    """After `symptom_form`: a short first bubble (the referral at the level and the related
+    article conditions in a sentence), then the safety net. Self-care, the sources and the visit
+    summary are one tap away (utter_result_options, a rule step after this action)."""
 
     def name(self) -> Text:
         return "action_triage_result"
@@ -97,48 +111,79 @@ class ActionTriageResult(Action):
         level = _level(tracker)
         if level == "info":
             level = "routine"          # wording only: a result always follows a reported symptom
+        other = for_someone_else(tracker)
         condition_ids = related_conditions(knowledge, report)
-        referral = referral_text(knowledge, level, report.duration_weeks())
-
-        # With a warning sign, the referral comes first and self-care waits.
-        if level in ("urgent", "emergency"):
-            _say(dispatcher, tracker, referral)
-        _say(dispatcher, tracker, conditions_text(knowledge, condition_ids))
-        if level != "emergency":
-            care_ids = (
-                self_care_for(knowledge, condition_ids, include_gap=False)
-                if condition_ids
-                else [i for i in knowledge.fallback.self_care]
-            )
-            _say(dispatcher, tracker, self_care_text(knowledge, care_ids[:RESULT_SELF_CARE_ITEMS], "Self-care ideas the article describes:")
-            )
-        if level not in ("urgent", "emergency"):
-            _say(dispatcher, tracker, referral)
-        _say(dispatcher, tracker, knowledge.safety_net)
-        # the visit-summary offer follows as its own step (data/rules.yml, data/stories.yml)
+        warning_sign = bool(tracker.get_slot("red_flags"))
+        _say(dispatcher, tracker, result_text(knowledge, level, condition_ids, report.duration_weeks(), other, warning_sign))
+        _say(dispatcher, tracker, knowledge.safety_net_other if other else knowledge.safety_net)
         return [SlotSet("conditions", condition_ids)]
 
 
+class ActionResultDetails(Action):
+    """"Sources and details": why the advice is what it is (each danger sign's reason and the
+    guidance it follows), the related conditions with what they are, and every source."""
+
+    def name(self) -> Text:
+        return "action_result_details"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]) -> List[EventType]:
+        knowledge = get_knowledge()
+        safety = safety_layer()
+        report = _report(tracker)
+        whom = "them" if for_someone_else(tracker) else "you"
+        condition_ids = [c for c in tracker.get_slot("conditions") or [] if c in knowledge.conditions]
+        if not condition_ids and not tracker.get_slot("conditions") and _reported_symptom(report, tracker):
+            condition_ids = related_conditions(knowledge, report)
+        flags = [f for f in tracker.get_slot("red_flags") or [] if f in safety.signs]
+        if flags:
+            lines = ["Why this advice:"]
+            for flag in flags:
+                sign = safety.signs[flag]
+                guidance = safety.screener.rules.guidance.get(sign.source, sign.source)
+                lines.append(f"• {sign.reason} (This follows {guidance}.)")
+            _say(dispatcher, tracker, "\n".join(lines))
+        _say(dispatcher, tracker, conditions_text(knowledge, condition_ids, whom))
+        net = safety.screener.rules.guidance.get(knowledge.safety_net_guidance, knowledge.safety_net_guidance)
+        _say(dispatcher, tracker, f"The advice to see a healthcare provider follows the reference article "
+                                  f"({knowledge.citation(knowledge.referral_source)}); the warning signs to watch for "
+                                  f"follow clinical guidance ({net}). "
+                                  + referral_text(knowledge, _result_level(tracker, report), report.duration_weeks(),
+                                                  whom == "them"))
+        return []
+
+
 class ActionSelfCare(Action):
-    """Self-care for the conditions already mentioned, or general ideas; each with its source."""
+    """Self-care that fits the picture (self_care.yml `pictures`): comfort measures only while a
+    danger sign waits for a clinician; pregnancy, desk and lifting strain get their items first;
+    otherwise the related conditions' items. Each item with its source, then the referral."""
 
     def name(self) -> Text:
         return "action_self_care"
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]) -> List[EventType]:
         knowledge = get_knowledge()
+        report = _report(tracker)
         condition_ids = [c for c in tracker.get_slot("conditions") or [] if c in knowledge.conditions]
-        level = _level(tracker)
-        if level == "info" and _reported_symptom(_report(tracker), tracker):
-            level = "routine"
-        if condition_ids:
+        level = _result_level(tracker, report)
+        other = for_someone_else(tracker)
+        whom = "them" if other else "you"
+        picture = picture_for(knowledge, tracker.get_slot("red_flags") or [], report.texts, condition_ids)
+        if level == "emergency":
+            _say(dispatcher, tracker, referral_text(knowledge, level, other=other))
+            return []
+        if picture is not None:
+            intro = picture.intro.format(whom=whom)
+        elif condition_ids:
             names = ", ".join(knowledge.conditions[c].name for c in condition_ids)
             intro = f"Self-care ideas the article describes for problems like {names}:"
         else:
             intro = "General self-care ideas the article describes for sore back muscles:"
-        items = self_care_for(knowledge, condition_ids)
+        items = fitting_self_care(knowledge, picture, condition_ids)[:MAX_SELF_CARE_ITEMS]
         _say(dispatcher, tracker, self_care_text(knowledge, items, intro))
-        _say(dispatcher, tracker, referral_text(knowledge, level))
+        referral = referral_text(knowledge, level, other=other)
+        if level in ("info", "routine"):
+            referral = f"{referral} {knowledge.meanwhile}"
+        _say(dispatcher, tracker, referral)
         return []
 
 
@@ -172,6 +217,8 @@ def build_summary(knowledge: Knowledge, tracker: Tracker) -> Dict[str, Any]:
     screening: Dict[str, Dict[str, Optional[str]]] = {}
     safety = safety_layer()
     for slot in knowledge.screen_slots():
+        if slot in safety.checklists:
+            continue                 # a grouped question: its single answers are listed instead
         value = tracker.get_slot(slot)
         answer = "not asked" if value is None else ("present or unsure" if value else "absent")
         question = knowledge.questions[slot]
@@ -181,6 +228,7 @@ def build_summary(knowledge: Knowledge, tracker: Tracker) -> Dict[str, Any]:
         level = "routine"
     return {
         "date": datetime.now(timezone.utc).date().isoformat(),
+        "about": about(tracker),
         "reported": {
             "body_part": _plain(report.body_part),
             "duration": _plain(report.duration),
@@ -202,6 +250,27 @@ def build_summary(knowledge: Knowledge, tracker: Tracker) -> Dict[str, Any]:
     }
 
 
+def about(tracker: Tracker) -> Dict[str, Any]:
+    """Who the report is about: the user ("self") or someone else ("other", with the words that
+    named them, "mum"), and their age when it was said (the safety layer keeps both)."""
+    facts = tracker.get_slot("patient_facts") or {}
+    patient = "other" if facts.get("patient") == "other" else "self"
+    who = None
+    if patient == "other":
+        screener = safety_layer().screener
+        who = next((words[0] for words in map(screener.other_people, user_texts(tracker.events)) if words), None)
+    age = facts.get("age")
+    return {"patient": patient, "who": _plain(who), "age": int(age) if isinstance(age, (int, float)) else None}
+
+
+def about_text(summary_about: Dict[str, Any]) -> str:
+    age = f", aged {summary_about['age']}" if summary_about.get("age") is not None else ""
+    if summary_about.get("patient") != "other":
+        return f"- About: the person who used the chat{age}"
+    who = f", the user's {summary_about['who']}" if summary_about.get("who") else ""
+    return f"- About: someone else{who}{age} (reported by the user, not by the patient)"
+
+
 def summary_text(knowledge: Knowledge, summary: Dict[str, Any]) -> str:
     def shown(value: Optional[str]) -> str:
         return value if value and value != NOT_GIVEN else "not given"
@@ -213,6 +282,7 @@ def summary_text(knowledge: Knowledge, summary: Dict[str, Any]) -> str:
         summary["note"],
         "",
         "What was reported:",
+        about_text(summary.get("about") or {}),
         f"- Where: {shown(reported['body_part'])}",
         f"- How long: {shown(reported['duration'])}",
         f"- Pain score: {shown(severity) + '/10' if severity and severity != NOT_GIVEN else 'not given'}",
@@ -221,7 +291,8 @@ def summary_text(knowledge: Knowledge, summary: Dict[str, Any]) -> str:
     if reported["symptoms"]:
         lines.append(f"- Symptoms mentioned: {', '.join(reported['symptoms'])}")
     if summary["own_words"]:
-        lines.append("- In their own words: " + " / ".join(f"\"{t}\"" for t in summary["own_words"]))
+        whose = "the user's" if (summary.get("about") or {}).get("patient") == "other" else "their"
+        lines.append(f"- In {whose} own words: " + " / ".join(f"\"{t}\"" for t in summary["own_words"]))
     lines += ["", "Warning-sign questions:"]
     for item in summary["screening"].values():
         lines.append(f"- {item['question']}: {item['answer']}")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from actions.knowledge import LEVELS, Condition, Knowledge
+from actions.knowledge import LEVELS, Condition, Knowledge, Picture
 from actions.parsing import NOT_GIVEN, has_chronic_words, parse_duration
 
 logger = logging.getLogger(__name__)
@@ -165,38 +165,93 @@ def self_care_for(knowledge: Knowledge, condition_ids: Sequence[str], include_ga
 # --------------------------------------------------------------------------- texts
 
 
-def conditions_text(knowledge: Knowledge, condition_ids: Sequence[str]) -> str:
+def _names(knowledge: Knowledge, condition_ids: Sequence[str]) -> str:
+    """"muscle strain, muscle spasm and back injury"."""
+    names = [knowledge.conditions[c].name for c in condition_ids if c in knowledge.conditions]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def result_text(knowledge: Knowledge, level: str, condition_ids: Sequence[str], duration_weeks: Optional[float] = None,
+                other: bool = False, warning_sign: bool = False) -> str:
+    """The result's first bubble: the referral at the level, then the related conditions in one or
+    two sentences (names only; descriptions and sources are under "Sources and details")."""
+    whom = "them" if other else "you"
+    parts = [referral_text(knowledge, level, duration_weeks, other)]
+    texts = knowledge.result
+    if condition_ids and warning_sign:
+        parts += [texts.linked_sign.format(conditions=_names(knowledge, condition_ids)), texts.cause.format(whom=whom)]
+    elif condition_ids:
+        parts.append(texts.linked.format(conditions=_names(knowledge, condition_ids)))
+    elif warning_sign:
+        parts.append(texts.cause.format(whom=whom))   # no general muscle causes beside a warning sign
+    else:
+        parts += [knowledge.fallback.text, texts.cause.format(whom=whom)]
+    return " ".join(parts)
+
+
+def conditions_text(knowledge: Knowledge, condition_ids: Sequence[str], whom: str = "you") -> str:
+    """The related conditions with what each is and the sources (the result's "details")."""
     if not condition_ids:
         fb = knowledge.fallback
-        return f"{fb.text} (Source: {knowledge.citation(fb.source)})\nOnly a healthcare provider who examines you can find the actual cause."
+        return f"{fb.text} (Source: {knowledge.citation(fb.source)}) {knowledge.result.cause.format(whom=whom)}"
     lines = ["The reference article links symptoms like these to:"]
     for cid in condition_ids:
         c = knowledge.conditions[cid]
         lines.append(f"• {c.name}: {c.description}")
     cited = _unique(knowledge.citation(knowledge.conditions[cid].source) for cid in condition_ids)
     lines.append("Sources: " + "; ".join(cited))
-    lines.append("These are possibilities to talk over with a provider, not a diagnosis: only a healthcare provider who examines you can find the actual cause.")
+    lines.append("These are possibilities to talk over with a provider, not a diagnosis. "
+                 + knowledge.result.cause.format(whom=whom))
     return "\n".join(lines)
 
 
+def picture_for(knowledge: Knowledge, red_flags: Sequence[str], texts: Sequence[str],
+                condition_ids: Sequence[str]) -> Optional[Picture]:
+    """The first self-care picture (self_care.yml `pictures`) that the danger signs, the user's own
+    words or the related conditions bring, or None."""
+    flags = set(red_flags)
+    tokens = [lemmas(t) for t in texts]
+    for picture in knowledge.pictures:
+        if flags & set(picture.signs):
+            return picture
+        if any(_occurs(p, t, knowledge) for p in picture.phrases for t in tokens):
+            return picture
+        if set(condition_ids) & set(picture.conditions):
+            return picture
+    return None
+
+
+def fitting_self_care(knowledge: Knowledge, picture: Optional[Picture], condition_ids: Sequence[str]) -> List[str]:
+    """The self-care item ids to offer: the picture's own, or its first items then the
+    conditions', without what the picture leaves out."""
+    if picture is not None and picture.items:
+        return list(picture.items)
+    ids = self_care_for(knowledge, condition_ids)
+    if picture is not None:
+        ids = list(picture.first) + [i for i in ids if i not in picture.first]
+        ids = [i for i in ids if i not in picture.leave_out]
+    return ids
+
+
 def self_care_text(knowledge: Knowledge, item_ids: Sequence[str], intro: str) -> str:
+    """The items in order, each from the article with its source; items that are not from the
+    article (`gap`) are said to be general practice."""
     lines = [f"{intro} {knowledge.framing_before}"]
-    main = [knowledge.self_care[i] for i in item_ids if not knowledge.self_care[i].gap]
-    gap = [knowledge.self_care[i] for i in item_ids if knowledge.self_care[i].gap]
-    for item in main:
-        lines.append(f"• {item.title}: {item.text} (Source: {knowledge.citation(item.source)})")
-    if gap:
-        lines.append("Examples physical therapists often use (general practice, not taken from the article):")
-        for item in gap:
-            lines.append(f"• {item.title}: {item.text}")
+    items = [knowledge.self_care[i] for i in item_ids]
+    for item in items:
+        source = "" if item.gap else f" (Source: {knowledge.citation(item.source)})"
+        lines.append(f"• {item.title}: {item.text}{source}")
+    if any(item.gap for item in items):
+        lines.append("Ideas without a source are general practice, not taken from the article.")
     lines.append(knowledge.framing_after)
     return "\n".join(lines)
 
 
-def referral_text(knowledge: Knowledge, level: str, duration_weeks: Optional[float] = None) -> str:
-    text = knowledge.referral[level if level in LEVELS else "routine"]
+def referral_text(knowledge: Knowledge, level: str, duration_weeks: Optional[float] = None, other: bool = False) -> str:
+    texts = knowledge.referral_other if other else knowledge.referral
+    text = texts[level if level in LEVELS else "routine"]
     if level == "routine" and duration_weeks is not None and duration_weeks > knowledge.long_duration_weeks:
-        text = f"{text} {knowledge.long_duration_text}"
+        text = f"{text} {knowledge.long_duration_text_other if other else knowledge.long_duration_text}"
     return text
 
 

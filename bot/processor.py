@@ -74,7 +74,7 @@ class Processor:
                 if decision.question is not None:     # the answer raised another question
                     self._ask_safety(tracker, decision, out)
                 else:
-                    self._resume(tracker, decision, out)
+                    await self._resume(tracker, decision, out)
             tracker.add(ev.action_executed(ACTION_LISTEN))
             return out
         self._fill_slots(tracker)
@@ -156,13 +156,13 @@ class Processor:
             self._utter(tracker, alert.response, out, alert.values)
         return decision
 
-    def _resume(self, tracker: Tracker, decision: Decision, out: list[dict[str, Any]]) -> None:
+    async def _resume(self, tracker: Tracker, decision: Decision, out: list[dict[str, Any]]) -> None:
         """After an answer to a safety question: thank, then repeat the open form question."""
         if not decision.alerts:
             self._utter(tracker, "utter_safety_thanks", out)
         slot = tracker.slots.get("requested_slot")
         if tracker.active_loop and slot:
-            self._ask(tracker, tracker.active_loop, slot, out)
+            await self._ask(tracker, tracker.active_loop, slot, out)
 
     def _fill_slots(self, tracker: Tracker) -> None:
         for name, value in extract_slots(self.domain, tracker).items():
@@ -299,7 +299,7 @@ class Processor:
         if came_from_user:
             candidates = {k: v for k, v in tracker.slots_set_since_user().items() if k in form.required_slots}
             result = ActionResult()
-            if validate in self.custom_actions and (tracker.active_loop == form_name or candidates):
+            if validate in self.custom_actions:    # as Rasa: on activation too (dynamic required slots)
                 # screening answers come from the safety layer: nothing for the form to validate
                 extra = [ev.slot_set(k, v) for k, v in candidates.items() if not self.safety.owns(k)]
                 try:
@@ -320,14 +320,16 @@ class Processor:
             self._apply_result(tracker, ActionResult(
                 [e for e in result.events if e is not requested_override], result.responses), out)
             if requested_override is not None:
-                return self._ask(tracker, form_name, requested_override.get("value"), out, ask)
+                return await self._ask(tracker, form_name, requested_override.get("value"), out, ask)
         else:
             tracker.add(ev.action_executed(form_name))
         missing = next((s for s in form.required_slots if tracker.slots.get(s) is None), None)
-        return self._ask(tracker, form_name, missing, out, ask)
+        return await self._ask(tracker, form_name, missing, out, ask)
 
-    def _ask(self, tracker: Tracker, form_name: str, slot: str | None, out: list[dict[str, Any]],
-             utter: bool = True) -> None:
+    async def _ask(self, tracker: Tracker, form_name: str, slot: str | None, out: list[dict[str, Any]],
+                   utter: bool = True) -> None:
+        """Request `slot` the way Rasa's form does: action_ask_<form>_<slot>, action_ask_<slot>,
+        then the responses utter_ask_<form>_<slot>, utter_ask_<slot>."""
         if slot is None:
             tracker.add(ev.active_loop(None))
             tracker.add(ev.slot_set("requested_slot", None))
@@ -335,6 +337,13 @@ class Processor:
         tracker.add(ev.slot_set("requested_slot", slot))
         if not utter:
             return None
+        for name in (f"action_ask_{form_name}_{slot}", f"action_ask_{slot}"):
+            if name in self.custom_actions and name in self.domain.actions:
+                try:       # run inside the form, as Rasa does: no ActionExecuted of its own
+                    self._apply_result(tracker, await self._call_custom(tracker, name), out)
+                    return None
+                except (ActionFailed, ActionRejected) as exc:
+                    log.warning("%s failed: %s; asking with the response", name, exc)
         self._utter(tracker, f"utter_ask_{form_name}_{slot}" if f"utter_ask_{form_name}_{slot}" in self.domain.responses
                     else f"utter_ask_{slot}", out)
         return None

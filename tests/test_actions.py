@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `pytest` (not `python -m pytest`) does not add the project root
@@ -259,6 +260,15 @@ def validate(executor, domain, requested: str, text: str, intent: str = "inform"
     return run(executor, "validate_symptom_form", tracker, domain)
 
 
+def ask_after_one_try(executor, domain, slot: str, answer: str, intent: str = "inform") -> List[str]:
+    """The form's next question after `answer` to the question for `slot`, asked once before:
+    what action_ask_<slot> says (the form asks again with its own action, as Rasa does)."""
+    tracker = make_tracker(domain, ["my back hurts", answer], slots={"requested_slot": slot}, intent=intent, form=True)
+    asked = {"event": "bot", "text": "the question", "timestamp": 2.5, "metadata": {"utter_action": f"utter_ask_{slot}"}}
+    tracker["events"].insert(len(tracker["events"]) - 1, asked)
+    return [m.get("response") for m in run(executor, f"action_ask_{slot}", tracker, domain).responses]
+
+
 @pytest.mark.parametrize(
     "answer, stored",
     [("7", "7"), ("7/10", "7"), ("seven", "7"), ("about a 6", "6"), ("6-7", "7"), ("0", "0"), ("10 out of 10", "10"),
@@ -270,11 +280,25 @@ def test_severity_is_read_from_digits_and_words(executor, domain, answer, stored
     assert texts_of(result) == []
 
 
-@pytest.mark.parametrize("answer", ["12", "11/10", "-1", "pretty bad"])
+@pytest.mark.parametrize("answer", ["pretty bad", "unbearable", "not too bad"])
+def test_severity_words_read_as_the_score_of_their_words(executor, domain, answer) -> None:
+    words = get_knowledge().questions["severity"].extra["words"]
+    score = next(str(s) for s, phrases in words.items() if answer in phrases)
+    assert slot_events(validate(executor, domain, "severity", answer))["severity"] == score
+
+
+@pytest.mark.parametrize("answer", ["12", "11/10", "-1"])
 def test_severity_out_of_range_is_asked_again(executor, domain, answer) -> None:
     result = validate(executor, domain, "severity", answer, candidates={"severity": answer})
     assert slot_events(result)["severity"] is None
-    assert any("0" in t and "10" in t for t in texts_of(result))
+    assert ask_after_one_try(executor, domain, "severity", answer) == ["utter_reask_severity"]
+    reask = domain["responses"]["utter_reask_severity"][0]
+    assert "0" in reask["text"] and "10" in reask["text"] and reask["buttons"], "rephrased, with choices"
+
+
+def test_a_question_about_the_question_gets_the_question_again_not_a_rephrasing(executor, domain) -> None:
+    """After "why do you ask?" the question comes again as it was: nothing was misunderstood."""
+    assert ask_after_one_try(executor, domain, "severity", "why do you ask?", intent="why_ask") == ["utter_ask_severity"]
 
 
 def test_severity_without_entity_is_read_from_the_text(executor, domain) -> None:
@@ -300,13 +324,26 @@ def test_very_severe_pain_is_recorded_not_flagged_by_the_form(executor, domain) 
                                     "since Monday", "10 days"])
 def test_duration_keeps_the_users_words(executor, domain, answer) -> None:
     result = validate(executor, domain, "duration", answer, candidates={"duration": answer})
-    assert slot_events(result) == {"duration": answer}
+    assert slot_events(result)["duration"] == answer
+
+
+def test_duration_said_in_passing_keeps_only_the_duration(executor, domain) -> None:
+    """While another question is open, "my mum's back has been hurting for a week" gives the
+    duration "a week", not the whole sentence (which the acknowledgement would repeat)."""
+    text = "my mum's back has been hurting for a week"
+    result = validate(executor, domain, "body_part", text)
+    assert slot_events(result)["duration"] == "a week"
+    # a time said in passing does not replace the duration already given
+    tracker = make_tracker(domain, ["my back has hurt for 3 days", "yes, 38.6 last night"], intent="affirm", form=True,
+                           slots={"requested_slot": "screen_urgent"}, candidates={"duration": "last night"})
+    tracker["events"].insert(3, {"event": "slot", "name": "duration", "value": "3 days", "timestamp": 1.5})
+    assert slot_events(run(executor, "validate_symptom_form", tracker, domain)).get("duration") in (None, "3 days")
 
 
 def test_duration_without_a_time_is_asked_again(executor, domain) -> None:
     result = validate(executor, domain, "duration", "purple", candidates={"duration": "purple"})
     assert slot_events(result)["duration"] is None
-    assert any("how long" in t for t in texts_of(result))
+    assert ask_after_one_try(executor, domain, "duration", "purple") == ["utter_reask_duration"]
 
 
 @pytest.mark.parametrize(
@@ -436,3 +473,254 @@ def test_action_texts_pass_the_output_guard(executor, domain) -> None:
     texts += [q.why for q in knowledge.questions.values()]
     for text in texts:
         assert guard.violations(text) == [], f"guard rules {guard.violations(text)} fire on: {text}"
+
+
+# --------------------------------------------------------------------------- issue 10: the result
+
+FIRST_BUBBLE_MAX_WORDS = 120
+OTHER = {"patient_facts": {"patient": "other", "back": True}}
+ALL_CONDITIONS_TEXT = "I pulled something lifting, my back seized up, I'm out of shape, getting hunched, desk all day, for years"
+
+
+@pytest.mark.parametrize("level, flags", [("routine", []), ("urgent", ["fever"]), ("emergency", ["bladder_bowel"])])
+@pytest.mark.parametrize("caregiver", [False, True])
+@pytest.mark.parametrize("message", [ALL_CONDITIONS_TEXT, "my back hurts"])
+def test_result_first_bubble_is_short_refers_and_never_diagnoses(executor, domain, level, flags, caregiver, message) -> None:
+    slots = {"triage_level": level, "red_flags": flags, "duration": "8 weeks", **(OTHER if caregiver else {})}
+    result = run(executor, "action_triage_result", make_tracker(domain, [message], slots=slots), domain)
+    texts = texts_of(result)
+    first = texts[0]
+    assert len(first.split()) <= FIRST_BUBBLE_MAX_WORDS, (len(first.split()), first)
+    assert REFERRAL.search(first) or "call 911" in first
+    assert SAFETY_NET in texts[-1], "the safety net is kept"
+    assert len(texts) == 2, "self-care and sources are one tap away, not in the result"
+    assert "(Source:" not in first and "•" not in first
+    conditions = slot_events(result)["conditions"]
+    for cid in conditions:
+        assert get_knowledge().conditions[cid].name in first
+    if caregiver:
+        assert "your back" not in " ".join(texts) and "them" in first
+    assert_never_diagnoses(texts)
+
+
+def test_result_choices_are_buttons_for_self_care_sources_and_the_summary(domain) -> None:
+    options = domain["responses"]["utter_result_options"][0]
+    payloads = {b["title"]: b["payload"] for b in options["buttons"]}
+    assert payloads["Self-care ideas"] == "/ask_self_care"
+    assert payloads["Sources and details"] == "/request_details"
+    assert payloads["Visit summary"] == "/request_summary"
+    rules = yaml.safe_load((ROOT / "data" / "rules.yml").read_text(encoding="utf-8"))["rules"]
+    after_result = [r for r in rules if any(s.get("action") == "action_triage_result" for s in r["steps"])]
+    assert after_result and all(
+        [s.get("action") for s in r["steps"] if "action" in s][-1] == "utter_result_options" for r in after_result)
+
+
+def test_result_details_give_each_signs_reason_and_every_source(executor, domain) -> None:
+    from actions.knowledge import safety_layer
+
+    slots = {"triage_level": "urgent", "red_flags": ["fever", "night_pain"], "conditions": ["muscle_strain"]}
+    texts = texts_of(run(executor, "action_result_details", make_tracker(domain, slots=slots), domain))
+    body = "\n".join(texts)
+    for flag in ("fever", "night_pain"):
+        assert safety_layer().signs[flag].reason in body
+    assert get_knowledge().conditions["muscle_strain"].description in body
+    assert get_knowledge().citation(get_knowledge().conditions["muscle_strain"].source) in body
+    assert "within the next 24 hours" in texts[-1]
+    assert_never_diagnoses(texts)
+
+
+# --------------------------------------------------------------------------- issue 10: self-care that fits
+
+# CONTENT.md "Self-care that fits the picture": infection, fracture, cancer and neurological signs.
+SIGNS_THAT_HOLD_EXERCISE = ["fever", "infection_risk", "minor_trauma_risk", "major_trauma", "cancer_history",
+                            "weight_loss", "night_pain", "leg_numbness", "leg_weakness", "saddle_numbness",
+                            "bladder_bowel"]
+EXERCISE_AND_MASSAGE = ["gentle_exercise", "knee_to_chest", "cat_cow", "childs_pose", "pelvic_tilt", "bridge",
+                        "bird_dog", "prone_press_up", "massage", "foam_roller"]
+
+
+def _self_care(executor, domain, texts=("my back hurts",), **slots) -> List[str]:
+    return texts_of(run(executor, "action_self_care", make_tracker(domain, list(texts), slots=slots), domain))
+
+
+@pytest.mark.parametrize("flag", SIGNS_THAT_HOLD_EXERCISE)
+def test_no_exercise_or_massage_with_an_infection_fracture_cancer_or_nerve_sign(executor, domain, flag) -> None:
+    level = "emergency" if flag in ("major_trauma", "leg_weakness", "saddle_numbness", "bladder_bowel") else "urgent"
+    texts = _self_care(executor, domain, ["I pulled something lifting and my back seized up"], triage_level=level,
+                       red_flags=[flag], conditions=["muscle_strain", "muscle_spasm"])
+    body = "\n".join(texts)
+    for iid in EXERCISE_AND_MASSAGE:
+        assert get_knowledge().self_care[iid].title not in body, (flag, iid)
+    assert REFERRAL.search(texts[-1]) or "call 911" in texts[-1]
+    if level == "urgent":
+        assert "leave out exercises, stretches and massage" in body
+        assert get_knowledge().self_care["rest_comfortably"].title in body
+
+
+def test_without_a_warning_sign_the_exercises_are_offered(executor, domain) -> None:
+    body = "\n".join(_self_care(executor, domain, triage_level="routine", conditions=["muscle_strain"]))
+    assert get_knowledge().self_care["gentle_exercise"].title in body
+    assert "leave out exercises" not in body
+
+
+def _titles_in_order(text: str) -> List[str]:
+    return [line[2:].split(":")[0] for line in text.splitlines() if line.startswith("• ")]
+
+
+def test_pregnancy_gets_its_items_first_and_nothing_lying_flat(executor, domain) -> None:
+    knowledge = get_knowledge()
+    texts = _self_care(executor, domain, ["I'm 34 weeks pregnant and my lower back aches"], triage_level="routine",
+                       conditions=["muscle_strain"])
+    titles = _titles_in_order(texts[0])
+    assert titles[:2] == [knowledge.self_care["posture_training"].title, knowledge.self_care["gentle_exercise"].title]
+    assert knowledge.self_care["pregnancy_care"].title in titles
+    for iid in ("prone_press_up", "bridge", "knee_to_chest", "otc_pain_relief"):
+        assert knowledge.self_care[iid].title not in titles, iid
+
+
+def test_not_pregnant_is_not_the_pregnancy_picture(executor, domain) -> None:
+    texts = _self_care(executor, domain, ["I'm not pregnant, my lower back aches"], triage_level="routine")
+    assert "pregnancy" not in texts[0]
+
+
+@pytest.mark.parametrize("condition, first", [("posture_strain", "posture_training"), ("muscle_strain", "gentle_exercise")])
+def test_desk_and_lifting_strain_get_their_items_first(executor, domain, condition, first) -> None:
+    texts = _self_care(executor, domain, triage_level="routine", conditions=["muscle_spasm", condition])
+    assert _titles_in_order(texts[0])[0] == get_knowledge().self_care[first].title
+
+
+def test_self_care_list_stays_readable(executor, domain) -> None:
+    from actions.results import MAX_SELF_CARE_ITEMS
+
+    texts = _self_care(executor, domain, triage_level="routine", conditions=list(CONDITION_IDS))
+    assert 3 <= len(_titles_in_order(texts[0])) <= MAX_SELF_CARE_ITEMS
+
+
+# --------------------------------------------------------------------------- issue 10: caregivers
+
+
+def test_caregiver_summary_says_who_it_is_about(executor, domain) -> None:
+    slots = {"patient_facts": {"patient": "other", "back": True, "age": 84.0}, "triage_level": "urgent",
+             "red_flags": ["minor_trauma_risk"]}
+    tracker = make_tracker(domain, ["my mum, 84, slipped on the step and her back hurts"], slots=slots)
+    result = run(executor, "action_visit_summary", tracker, domain)
+    text = texts_of(result)[0]
+    assert "About: someone else, the user's mum, aged 84" in text
+    assert "In the user's own words" in text
+    assert result.responses[1]["custom"]["visit_summary"]["about"] == {"patient": "other", "who": "mum", "age": 84}
+
+
+def test_own_summary_says_it_is_about_the_user(executor, domain) -> None:
+    text = texts_of(run(executor, "action_visit_summary", make_tracker(domain, ["my lower back hurts"]), domain))[0]
+    assert "About: the person who used the chat" in text
+
+
+def test_caregiver_intro_and_questions_speak_of_them(executor, domain) -> None:
+    tracker = make_tracker(domain, ["my dad's back is sore"], slots=OTHER, intent="report_symptom")
+    assert [m["response"] for m in run(executor, "action_symptom_intro", tracker, domain).responses] == ["utter_symptom_intro_other"]
+    tracker = make_tracker(domain, ["my dad's back is sore"], slots={**OTHER, "requested_slot": "screen_emergency"}, form=True)
+    asked = [m["response"] for m in run(executor, "action_ask_screen_emergency", tracker, domain).responses]
+    assert asked == ["utter_ask_screen_emergency_other"]
+
+
+def test_caregiver_checklist_choices_name_no_one(domain) -> None:
+    """A tapped choice is read by the safety screen: "my legs" would be the writer's, not the patient's."""
+    for name in ("utter_ask_screen_emergency_other", "utter_ask_screen_urgent_other", "utter_reask_screen_emergency_other",
+                 "utter_reask_screen_urgent_other"):
+        for button in domain["responses"][name][0]["buttons"]:
+            words = set(re.findall(r"[a-z']+", button["payload"].lower()))
+            assert not words & {"i", "i'm", "my", "me", "mine"}, (name, button["payload"])
+
+
+# --------------------------------------------------------------------------- issue 10: keeping the thread
+
+
+def _events(result: Any) -> List[Dict[str, Any]]:
+    return list(result.events)
+
+
+def _followup(result: Any) -> Optional[str]:
+    return next((e["name"] for e in result.events if e["event"] == "followup"), None)
+
+
+BACK = {"patient_facts": {"patient": "self", "back": True}, "triage_level": "routine"}
+
+
+@pytest.mark.parametrize("action, intent, text", [
+    ("action_refuse_diagnosis", "ask_diagnosis", "my lower back hurts, what do I have?"),
+    ("action_medication", "ask_medication", "how much ibuprofen can I take for my sore back?"),
+])
+def test_a_refusal_after_a_symptom_starts_the_questions(executor, domain, action, intent, text) -> None:
+    result = run(executor, action, make_tracker(domain, [text], slots=BACK, intent=intent), domain)
+    names = [m["response"] for m in result.responses]
+    assert names[-1] == "utter_questions_instead"
+    assert _followup(result) == "symptom_form"
+
+
+@pytest.mark.parametrize("situation", ["no symptom", "in the form", "after the result", "stopped", "emergency"])
+def test_a_refusal_does_not_restart_a_finished_or_stopped_triage(executor, domain, situation) -> None:
+    slots = {} if situation == "no symptom" else dict(BACK)
+    if situation == "emergency":
+        slots.update(triage_level="emergency", red_flags=["bladder_bowel"])
+    tracker = make_tracker(domain, ["my back hurts", "what do I have?"], slots=slots, intent="ask_diagnosis",
+                           form=situation == "in the form")
+    if situation in ("after the result", "stopped"):
+        done = "action_triage_result" if situation == "after the result" else "action_deactivate_loop"
+        tracker["events"].insert(len(tracker["events"]) - 1, {"event": "action", "name": done, "timestamp": 2.5})
+    result = run(executor, "action_refuse_diagnosis", tracker, domain)
+    assert [m["response"] for m in result.responses] == ["utter_cannot_diagnose"]
+    assert _followup(result) is None
+
+
+@pytest.mark.parametrize("text", ["can I take my husband's tramadol?", "my friend gave me her co-codamol"])
+def test_someone_elses_prescription_gets_a_clear_dont(executor, domain, text) -> None:
+    result = run(executor, "action_medication", make_tracker(domain, [text], intent="ask_medication"), domain)
+    assert [m["response"] for m in result.responses] == ["utter_others_medicine"]
+    warning = domain["responses"]["utter_others_medicine"][0]["text"]
+    assert "don't take medicine that was prescribed for someone else" in warning
+    assert "pharmacist" in warning and "provider" in warning
+
+
+def test_own_medicine_question_gets_the_general_answer(executor, domain) -> None:
+    result = run(executor, "action_medication", make_tracker(domain, ["can I take ibuprofen?"], intent="ask_medication"), domain)
+    assert [m["response"] for m in result.responses] == ["utter_medication"]
+
+
+# --------------------------------------------------------------------------- issue 10: "is it serious?"
+
+
+def test_is_it_serious_asks_only_the_danger_sign_checks(executor, domain) -> None:
+    tracker = make_tracker(domain, ["no questions please, is this bad or not?"], slots={**BACK, "body_part": "lower back"},
+                           intent="ask_serious")
+    result = run(executor, "action_answer_serious", tracker, domain)
+    assert [m["response"] for m in result.responses] == ["utter_serious_honest"]
+    slots = slot_events(result)
+    assert slots == {"duration": "not given", "severity": "not given", "trigger": "not given"}, "what was said stays"
+    assert _followup(result) == "symptom_form"
+    honest = domain["responses"]["utter_serious_honest"][0]["text"]
+    assert "can't" in honest and "questions" in honest
+    form_slots = domain["forms"]["symptom_form"]["required_slots"]
+    assert [s for s in form_slots if not s.startswith("screen_")] == ["body_part", "duration", "severity", "trigger"]
+
+
+def test_is_it_serious_inside_the_form_lets_the_rule_resume_it(executor, domain) -> None:
+    tracker = make_tracker(domain, ["my back hurts", "just tell me if it's serious"], slots=BACK, intent="ask_serious", form=True)
+    result = run(executor, "action_answer_serious", tracker, domain)
+    assert _followup(result) is None and slot_events(result)["body_part"] == "not given"
+
+
+def test_is_it_serious_after_the_result_repeats_the_advice(executor, domain) -> None:
+    tracker = make_tracker(domain, ["my back hurts", "is it serious?"], slots={**BACK, "triage_level": "urgent"}, intent="ask_serious")
+    tracker["events"].insert(len(tracker["events"]) - 1, {"event": "action", "name": "action_triage_result", "timestamp": 2.5})
+    result = run(executor, "action_answer_serious", tracker, domain)
+    assert _followup(result) is None and slot_events(result) == {}
+    assert "within the next 24 hours" in texts_of(result)[-1]
+
+
+def test_not_understood_back_complaint_starts_the_questions(executor, domain) -> None:
+    """Low NLU confidence on a message the safety layer read as a back complaint: the questions
+    start; anything else gets the "didn't get that" reply."""
+    result = run(executor, "action_not_understood", make_tracker(domain, ["my back ugh"], slots=BACK, intent="nlu_fallback"), domain)
+    assert [m["response"] for m in result.responses] == ["utter_symptom_intro"] and _followup(result) == "symptom_form"
+    result = run(executor, "action_not_understood", make_tracker(domain, ["xkcd lorem"], intent="nlu_fallback"), domain)
+    assert [m["response"] for m in result.responses] == ["utter_default"] and _followup(result) is None

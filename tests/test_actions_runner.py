@@ -94,8 +94,8 @@ def _http_agent(project, url: str, timeout: float = 5.0) -> Agent:
 
 def _symptom_conversation(agent: Agent, loop) -> list[str]:
     texts = []
-    for text in ["hi", "my lower back seized up after lifting a box", "3 days", "5", "/deny", "/deny", "/deny",
-                 "/deny", "/deny", "/deny", "/deny", "/deny", "/deny"]:
+    for text in ["hi", "my lower back seized up after lifting a box", "none of these", "3 days", "5", "none of these",
+                 "/request_summary"]:
         replies = loop.run_until_complete(agent.handle_message(UserMessage(text, "conv", input_channel="test")))
         texts += [r.get("text", "") for r in replies]
     return texts

@@ -39,6 +39,10 @@ SCREEN_FLAGS = {
     "screen_cancer": ("cancer_history", "urgent"),
     "screen_weight_loss": ("weight_loss", "urgent"),
     "screen_night_pain": ("night_pain", "urgent"),
+    "screen_chest": ("chest_pain", "emergency"),
+    "screen_infection": ("infection_risk", "urgent"),
+    "screen_bones": ("minor_trauma_risk", "urgent"),
+    "screen_lump": ("deformity", "urgent"),
 }
 
 
@@ -74,7 +78,9 @@ def test_every_condition_and_item_has_section_and_source(knowledge) -> None:
 
 def test_gap_exercises_are_marked(knowledge) -> None:
     gap = {i.id for i in knowledge.self_care.values() if i.gap}
-    assert gap == {"knee_to_chest", "cat_cow", "childs_pose", "pelvic_tilt", "bridge", "bird_dog", "prone_press_up"}
+    assert gap == {"knee_to_chest", "cat_cow", "childs_pose", "pelvic_tilt", "bridge", "bird_dog", "prone_press_up",
+                   # the comfort measures and the pregnancy note of CONTENT.md "Self-care that fits the picture"
+                   "rest_comfortably", "no_driving_unwell", "pregnancy_care"}
 
 
 def test_medication_advice_has_no_dose_and_defers_to_a_pharmacist(knowledge) -> None:

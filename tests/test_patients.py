@@ -157,9 +157,10 @@ def test_ending():
 # -- playing vignettes on the real engine ---------------------------------------------------------
 
 def test_answers_follow_the_requested_slot(agent, loop, table):
-    answers = {t: f"{t.replace('_', ' ')} answer" for t in TOPICS}
-    answers.update(location="lower back, left side", duration="since saturday", severity="6",
-                   trigger="lifting a box")
+    # Danger-sign topics keep the default "no": the safety layer reads an answer's words, so a
+    # made-up "bladder bowel answer" would be a danger sign and end the questions.
+    answers = dict(location="lower back, left side", duration="since saturday", severity="6",
+                   trigger="lifting a box", checklist_none="none of these")
     v = Vignette(id="map", opening="my lower back hurts", expect="routine", answers=answers, default_no="no")
     conv = loop.run_until_complete(play(agent, v, table, max_turns=6))
     answered = 0

@@ -86,7 +86,7 @@ def test_diagnosis_requests_are_refused_with_a_referral(chat):
 def test_full_symptom_conversation_refers_and_offers_a_summary(chat, agent, loop):
     sender = _sender()
     texts = []
-    for message in ["my lower back seized up after lifting a box", "3 days", "5"] + ["/deny"] * 9:
+    for message in ["my lower back seized up after lifting a box", "none of these", "3 days", "5", "none of these"]:
         texts.append(_texts(chat(message, sender)))
     result = texts[-1]
     assert "reference article links symptoms like these" in result

@@ -161,7 +161,7 @@ def test_rasa_webchat_over_socketio(browser, host_site, backline):
         _wait_text(page, bot, "Tell me what your back is doing")
         page.locator(".rw-reply", has_text="My back hurts").first.click()
         _wait_text(page, bot, "sorry your back")          # the quick reply reached the engine
-        _wait_text(page, ".rw-reply", "Lower back")
+        _wait_text(page, ".rw-reply", "None of these")     # the form's first question: the checklist
         page.fill(".rw-new-message", EMERGENCY)
         page.press(".rw-new-message", "Enter")
         _wait_text(page, bot, "emergency department")    # the danger sign preempts the form

@@ -121,3 +121,29 @@ def test_long_messages_are_screened_to_the_end_of_the_limit() -> None:
     filler = "my back hurts. " * (MAX_SCREEN_CHARS // 20)
     assert "bladder_bowel" in SCREENER.screen(filler + "and I wet myself").present
     assert SCREENER.screen(filler * 3 + "and I wet myself").present == []    # past the limit: not read
+
+
+# -- whose medicine, who is meant (public helpers for the actions) ---------------------------------
+
+@pytest.mark.parametrize("text,theirs", [
+    ("can I take my husband's tramadol?", True),
+    ("my friend gave me her co-codamol", True),
+    ("my wife's painkillers, can I take them", True),
+    ("my sister has leftover naproxen, can I have some", True),
+    ("can I take ibuprofen?", False),
+    ("is it ok to take my own codeine", False),
+    ("I take tramadol and my husband says it's fine", False),     # "I" ends the husband's reach
+    ("my husband's back hurts", False),                          # no medicine named
+])
+def test_someone_elses_medicine(text: str, theirs: bool) -> None:
+    assert SCREENER.someone_elses(text, "medicine") is theirs
+
+
+@pytest.mark.parametrize("text,people", [
+    ("my mum, 84, slipped on the step", ["mum"]),
+    ("my dad's back is killing him", ["dad"]),
+    ("she says her back hurts", []),                             # a pronoun names nobody
+    ("my lower back hurts", []),
+])
+def test_other_people_are_named_by_the_context_rules(text: str, people: list) -> None:
+    assert SCREENER.other_people(text) == people

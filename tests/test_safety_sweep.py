@@ -55,7 +55,8 @@ def _knowledge_texts() -> list[tuple[str, str]]:
             out.append((where, node))
 
     for path in sorted((ROOT / "knowledge").glob("*.yml")):
-        if path.name not in ("concepts.yml", "context.yml", "danger_signs.yml", "danger_training.yml", "guard.yml"):
+        # rule data, and the detector's training sentences (users' words, never said by the bot)
+        if path.name not in ("concepts.yml", "context.yml", "danger_signs.yml", "guard.yml", "danger_training.yml"):
             walk(yaml.safe_load(path.read_text(encoding="utf-8")), path.name)
     signs = yaml.safe_load((ROOT / "knowledge" / "danger_signs.yml").read_text(encoding="utf-8"))["signs"]
     for sign, spec in signs.items():       # the questions and reasons the bot says

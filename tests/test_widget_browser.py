@@ -116,6 +116,8 @@ def hold_symptom_conversation(page) -> None:
         last = bot_texts(page)[-1].lower()
         if "Lower back" in choices:
             click_choice(page, "Lower back")
+        elif "None of these" in choices:            # the danger-sign checklists
+            click_choice(page, "None of these")
         elif "No" in choices:
             click_choice(page, "No")
         elif "how long" in last:
@@ -139,13 +141,13 @@ def test_opens_with_the_disclaimer(page):
 def test_symptom_conversation_by_buttons_and_summary_download(page):
     hold_symptom_conversation(page)
     users = page.locator(".message.user .text").all_inner_texts()
-    assert users[:2] == ["My back hurts", "Lower back"]
-    assert users.count("No") == 9, users  # every warning-sign question answered by button
+    assert users[:3] == ["My back hurts", "None of these", "Lower back"]
+    assert users.count("None of these") == 2, users  # both warning-sign checklists answered by button
     texts = " ".join(bot_texts(page)).lower()
     assert "healthcare provider" in texts, "the triage result refers to a provider"
     assert page.locator("#emergency-banner").is_hidden()
-    assert "Yes, show the summary" in latest_choices(page)
-    click_choice(page, "Yes, show the summary")
+    assert {"Self-care ideas", "Sources and details", "Visit summary"} <= set(latest_choices(page))
+    click_choice(page, "Visit summary")
     with page.expect_download() as download_info:
         page.locator(".download").last.click()
     download = download_info.value
@@ -201,8 +203,8 @@ def test_reload_continues_the_conversation(page):
 def test_reload_does_not_bring_back_answered_quick_replies(page):
     opened(page)
     click_choice(page, "My back hurts")
-    assert "Lower back" in latest_choices(page)
-    send_text(page, "lower back")              # answered by typing: the buttons go away
+    assert "None of these" in latest_choices(page)
+    send_text(page, "none of these, it's my lower back")   # answered by typing: the buttons go away
     assert latest_choices(page) == []
     count = page.locator(".message").count()
     page.reload()

@@ -185,6 +185,7 @@ class Tracker:
         elif kind == "action":
             self.latest_action_name = event.get("name")
             self.last_rejected = None
+            self.followup_action = None      # as Rasa's ActionExecuted: a followup runs once
         elif kind == "action_execution_rejected":
             self.last_rejected = event.get("name")
         elif kind == "active_loop":

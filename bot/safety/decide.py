@@ -24,7 +24,12 @@ SAFETY_SLOTS = ("triage_level", "red_flags", "alerted_flags", "safety_question",
                 "sign_source")
 SYMPTOM_INTENTS = frozenset({"report_symptom"})
 INFORMATION_INTENTS = frozenset({"ask_self_care", "ask_when_to_see_provider", "ask_medication", "help"})
+# A question or request in reply to a screening question is not an unclear answer to it
+# ("is it a slipped disc?", "why do you ask?"): it is answered, and the question asked again.
+NOT_ANSWERS = INFORMATION_INTENTS | {"ask_diagnosis", "ask_serious", "why_ask", "stop", "bot_challenge",
+                                     "request_summary", "request_details"}
 FORM = "symptom_form"
+MAX_UNCLEAR = 2          # a screening question answered unclearly twice counts as "not sure" (present)
 MAX_REASONS = 2
 
 
@@ -62,6 +67,10 @@ def _asks_for_information(intent: str | None) -> bool:
     return bool(intent) and (intent.startswith("faq") or intent in INFORMATION_INTENTS)
 
 
+def _not_an_answer(intent: str | None) -> bool:
+    return bool(intent) and (intent.startswith("faq") or intent in NOT_ANSWERS)
+
+
 def _slot(name: str, value: Any) -> dict[str, Any]:
     return {"event": "slot", "timestamp": None, "name": name, "value": value}
 
@@ -75,6 +84,7 @@ class SafetyLayer:
         self.signs: dict[str, Sign] = screener.signs
         self.answers = answers
         self.screen_slots = {s.screen_slot: s.id for s in self.signs.values() if s.screen_slot}
+        self.checklists = screener.rules.checklists        # grouped question slot -> signs
 
     @classmethod
     def load(cls, knowledge_dir: Path, detector: DangerDetector | None = None) -> "SafetyLayer":
@@ -87,7 +97,7 @@ class SafetyLayer:
         return self.signs[sign].level if sign in self.signs else "urgent"
 
     def owns(self, slot: str) -> bool:
-        return slot in SAFETY_SLOTS or slot in self.screen_slots
+        return slot in SAFETY_SLOTS or slot in self.screen_slots or slot in self.checklists
 
     # -- the decision ----------------------------------------------------------------------------
 
@@ -113,7 +123,9 @@ class SafetyLayer:
         present = list(screen.present)
         negated = list(screen.negated)
 
-        answer = read_answer(text, intent, self.answers) if asked else None
+        checklist = self.checklists.get(requested) if not open_question else None
+        answer = read_answer(text, intent, self.answers) if (asked or checklist) else None
+        unclear = dict(facts.get("unclear") or {})
         if asked and asked not in present:
             if answer in (YES, UNSURE):
                 present.append(asked)
@@ -121,6 +133,18 @@ class SafetyLayer:
                 negated.append(asked)
             elif open_question == CRISIS_SIGN and answer is None:
                 present.append(asked)          # an unclear answer to the crisis question: crisis reply
+            elif answer is None and asked not in negated and not open_question and not _not_an_answer(intent):
+                # an answer that says neither: asked again in other words; twice unclear = not sure
+                unclear[requested] = unclear.get(requested, 0) + 1
+                if unclear[requested] >= MAX_UNCLEAR:
+                    present.append(asked)
+        if checklist:
+            outcome = self._checklist(checklist, answer, present, negated)
+            if outcome is None and not _not_an_answer(intent):
+                unclear[requested] = unclear.get(requested, 0) + 1
+                outcome = "unclear" if unclear[requested] >= MAX_UNCLEAR else None
+            if outcome is not None and slots.get(requested) is None:
+                decision.events.append(_slot(requested, outcome))
         if open_question:
             decision.answered = answer is not None or open_question in present or open_question in negated
             if decision.answered or open_question == CRISIS_SIGN:
@@ -138,6 +162,8 @@ class SafetyLayer:
         seen = sorted(set(facts.get("seen", ())) | screen.facts)
         if seen:
             new_facts["seen"] = seen
+        if unclear:
+            new_facts["unclear"] = unclear
 
         # danger signs and the level: signs accumulate, the level only rises
         new_flags = [s for s in present if s not in flags]
@@ -177,6 +203,24 @@ class SafetyLayer:
         if new_facts != facts:
             decision.events.append(_slot("patient_facts", new_facts))
         return decision
+
+    @staticmethod
+    def _checklist(signs: tuple[str, ...], answer: str | None, present: list[str], negated: list[str]) -> str | None:
+        """Read an answer to a grouped question; updates `present`/`negated` and says what it was:
+        none (every sign no), found (the named ones yes, the rest no), unclear (ask each), or
+        None (not an answer)."""
+        named = [s for s in signs if s in present]
+        if named and answer != UNSURE:
+            negated += [s for s in signs if s not in present and s not in negated]
+            return "found"
+        if named:
+            return "unclear"
+        if answer == NO:
+            negated += [s for s in signs if s not in negated]
+            return "none"
+        if answer in (YES, UNSURE) or any(s in negated for s in signs):
+            return "unclear"       # yes, or only some ruled out ("no leaking"): ask the rest one by one
+        return None
 
     def _backstop(self, screen: Screen, slots: Mapping[str, Any]) -> None:
         """Signs the learned detector suspects and the rules neither found nor ruled out: asked."""

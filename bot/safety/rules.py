@@ -78,6 +78,7 @@ class Rules:
     context: ContextRules
     signs: dict[str, Sign]
     guidance: dict[str, str]
+    checklists: dict[str, tuple[str, ...]] = field(default_factory=dict)   # slot -> signs
 
     @property
     def words(self) -> set[str]:
@@ -210,7 +211,7 @@ def _text(where: Where, spec: LineMap, key: str, what: str, line: int) -> str:
 def load_signs(path: Path, concepts: set[str]) -> tuple[dict[str, Sign], dict[str, str]]:
     data = load_yaml(path)
     where = Where(path.name)
-    where.check_keys(data, {"version", "answers", "guidance", "signs"}, path.name)
+    where.check_keys(data, {"version", "answers", "checklists", "guidance", "signs"}, path.name)
     guidance_block = where.mapping(data.get("guidance"), data.lines.get("guidance", 1), "`guidance`")
     guidance = {str(k): str(v) for k, v in guidance_block.items()}
     block = where.mapping(data.get("signs"), data.lines.get("signs", 1), "`signs`")
@@ -281,6 +282,29 @@ def load_signs(path: Path, concepts: set[str]) -> tuple[dict[str, Sign], dict[st
     return signs, guidance
 
 
+def load_checklists(path: Path, signs: dict[str, Sign]) -> dict[str, tuple[str, ...]]:
+    """Grouped screening questions: slot -> the signs it asks about (file:line on errors)."""
+    data = load_yaml(path)
+    where = Where(path.name)
+    if "checklists" not in data:
+        return {}
+    block = where.mapping(data["checklists"], data.lines["checklists"], "`checklists`")
+    out: dict[str, tuple[str, ...]] = {}
+    for slot, names in block.items():
+        line = block.lines[slot]
+        if not isinstance(slot, str) or not _NAME.match(slot):
+            raise where.error(line, f"checklist slot `{slot}` must be a slot name from domain.yml")
+        if not isinstance(names, list) or len(names) < 2:
+            raise where.error(line, f"checklist `{slot}` lists at least two sign ids, like [fever, cancer_history]")
+        for name in names:
+            if name not in signs:
+                raise where.error(line, f"checklist `{slot}`: `{name}` is not a sign in {path.name}")
+        if slot in {s.screen_slot for s in signs.values()}:
+            raise where.error(line, f"checklist `{slot}` is already a sign's screen_slot; use a new slot name")
+        out[str(slot)] = tuple(names)
+    return out
+
+
 def load_rules(knowledge_dir: Path) -> Rules:
     """Read and check the three rule files in `knowledge_dir`."""
     knowledge_dir = Path(knowledge_dir)
@@ -291,4 +315,5 @@ def load_rules(knowledge_dir: Path) -> Rules:
         if name not in concepts:
             raise SafetyDataError(f"{CONCEPTS_FILE}:1: concept `{name}` is missing; the screen needs it to tell "
                                   "back complaints from other ones")
-    return Rules(concepts, context, signs, guidance)
+    checklists = load_checklists(knowledge_dir / SIGNS_FILE, signs)
+    return Rules(concepts, context, signs, guidance, checklists)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bot.safety.context import HISTORICAL, HYPOTHETICAL, NEGATED, OTHER, POSSIBLE, ConText
-from bot.safety.quantities import AGE, SCORE, TEMPERATURE, WEIGHT, Quantity, read_quantities
+from bot.safety.quantities import AGE, NUMBER_WORDS, SCORE, TEMPERATURE, WEIGHT, Quantity, read_quantities
 from bot.safety.data import SafetyDataError
 from bot.safety.rules import CONCEPTS_FILE, CONTEXT_FILE, DEFAULT_WINDOW, MASK_SUFFIX, Combo, Rules, Sign, load_rules
 from bot.safety.terms import TermError, TermMatcher
@@ -30,6 +30,8 @@ OTHER_SITE, OTHER_ILLNESS = "other_site", "other_illness"
 SELF_REFERENCE = "self_reference"      # "mine's just stiff", "I don't have that": the writer is the patient
 SYMPTOM_CONCEPTS = frozenset({"pain", "severe", "numb", "no_feeling", "stiff", "lump", "weak", "squeeze"})
 NEAR = 4          # an other-site word this close to a symptom word is where the complaint is
+# Other-person triggers that say someone else is meant without saying who.
+UNNAMED = frozenset({"he", "he's", "she", "she's", "his", "her", "him", "someone", "somebody", "people", "person"})
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,8 @@ class Screener:
 
     def __init__(self, rules: Rules) -> None:
         self.rules = rules
-        self.text = TextPath(rules.words | _prefixed_words(rules))
+        # number words are targets too, so the typo normaliser never turns "seven" into "even"
+        self.text = TextPath(rules.words | _prefixed_words(rules) | set(NUMBER_WORDS))
         lexicon = self.text.lexicon
         self._concepts = TermMatcher(self.text.nlp, self.text.lemma_of, lexicon)
         for concept, terms in rules.concepts.items():
@@ -187,6 +190,32 @@ class Screener:
                 if _counts(mods.subject((m,)), patient_now) and NEGATED not in mods.of((m,)):
                     screen.age = q.value
         return screen
+
+    # -- whose words (for the actions: someone else's medicine, who a report is about) ----------
+
+    def someone_elses(self, message: str, concept: str) -> bool:
+        """Whether `message` mentions `concept` (concepts.yml) as someone else's: "my husband's
+        tramadol", "my friend gave me her co-codamol" (the ConText other-person rules reach it)."""
+        text = self.text(message)
+        mentions = [m for m in self._mentions(text, []) if m.concept == concept] if len(text) else []
+        if not mentions:
+            return False
+        mods = _ModCache(self.context, text, self.context.triggers(text))
+        return any(mods.subject((m,)) == OTHER_SUBJECT for m in mentions)
+
+    def other_people(self, message: str) -> list[str]:
+        """The words that name someone else in `message` ("mum" in "my mum, 84, slipped"), as
+        the ConText other-person triggers find them; pronouns and "someone" name nobody."""
+        text = self.text(message)
+        if not len(text):
+            return []
+        words = []
+        for t in self.context.triggers(text):
+            if t.category == OTHER:
+                word = message_slice(text, t.start, t.end)
+                if word.lower() not in UNNAMED and word not in words:
+                    words.append(word)
+        return words
 
     @staticmethod
     def _patient(text: Text, triggers: list, back_subjects: set[str], self_said: bool = False) -> str:

@@ -85,6 +85,10 @@ KNOWN_WARNINGS = {
 SENT_BY_ACTIONS = {
     "utter_disclaimer", "utter_restart", "utter_action_failed",
     "utter_emergency", "utter_urgent", "utter_crisis", "utter_safety_thanks",
+    # actions/replies.py: the intro, the refusals that keep the thread, "is it serious?"
+    "utter_symptom_intro", "utter_symptom_intro_other", "utter_cannot_diagnose", "utter_medication",
+    "utter_others_medicine", "utter_questions_instead", "utter_questions_instead_other", "utter_serious_honest",
+    "utter_serious_honest_other", "utter_serious_answered", "utter_default",
 }
 
 
@@ -95,7 +99,10 @@ def known_warning(message: str, domain: dict[str, Any]) -> bool:
     if unused:
         name = unused[1]
         form_slots = {s for f in (domain.get("forms") or {}).values() for s in f.get("required_slots") or []}
-        return name in SENT_BY_ACTIONS or (name.startswith("utter_ask_") and name[10:] in form_slots)
+        # the form's questions, asked by action_ask_<slot> (actions/questions.py): the question,
+        # its rephrasing, and their third-person forms for caregivers
+        asked = re.fullmatch(r"utter_(?:re)?ask_(\w+?)(?:_other)?", name)
+        return name in SENT_BY_ACTIONS or bool(asked and asked[1] in form_slots)
     return False
 
 

@@ -72,7 +72,9 @@ async def build(agent: Agent) -> list[dict]:
             assert loop is None, (flag, "an emergency must end the questions")
         steps = [{"user": OPENING, "intent": first_intent}, *({"action": a} for a in first_actions),
                  {"active_loop": "symptom_form"},
-                 {"user": present, "intent": intent}, *({"action": a} for a in actions)]
+                 # no intent: the sign is acted on whatever the NLU makes of the words (and a
+                 # recorded intent would flip with every retraining)
+                 {"user": present}, *({"action": a} for a in actions)]
         if level == "emergency":
             steps.append({"active_loop": None})
         steps.append({"slot_was_set": [{"triage_level": level}, {"red_flags": flags}]})
