@@ -24,19 +24,26 @@ MAX_ACK_CHARS = 60
 
 
 def times_asked(tracker: Tracker, slot: str) -> int:
-    """How many times in a row the question for `slot` was just asked (0: never, 1: once...),
-    from the responses the bot sent (their `utter_action`, as Rasa records it)."""
+    """How many bot turns in a row just asked the question for `slot` (0: never, 1: once...),
+    from the responses the bot sent (their `utter_action`, as Rasa records it). A turn that did
+    not ask it (a safety question came in between, another question) ends the run."""
     family = {f"{kind}_{slot}{suffix}" for kind in ("utter_ask", "utter_reask") for suffix in ("", "_other")}
-    count = 0
+    count, turns, asked_this_turn = 0, 0, False   # turns: user messages passed so far
     for event in reversed(tracker.events):
         kind = event.get("event")
         if kind in ("session_started", "restart"):
             break
+        if kind == "user":
+            if turns and not asked_this_turn:
+                break            # that bot turn asked something else (or nothing)
+            turns, asked_this_turn = turns + 1, False
+            continue
         if kind != "bot":
             continue
         name = (event.get("metadata") or {}).get("utter_action") or ""
         if name in family:
             count += 1
+            asked_this_turn = True
         elif name.startswith(ASK_PREFIXES):
             break
     return count

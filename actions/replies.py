@@ -133,6 +133,29 @@ class ActionAnswerSerious(Action):
         return events
 
 
+def complains_about_a_back(tracker: Tracker) -> bool:
+    """Whether the latest message itself describes a back complaint (the user's or someone
+    else's), as the safety layer's screen reads it -- whatever intent the NLU gave it."""
+    text = (tracker.latest_message or {}).get("text") or ""
+    return bool(text) and bool(safety_layer().screener.screen(text).back_subjects)
+
+
+class ActionOutOfScope(Action):
+    """"That's outside what I cover" -- unless the message describes a back complaint whose
+    triage is open (the NLU took "my son hurt his back at work..." for something else): then the
+    questions start, as for any symptom report."""
+
+    def name(self) -> Text:
+        return "action_out_of_scope"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]) -> List[EventType]:
+        if triage_open(tracker) and complains_about_a_back(tracker):
+            dispatcher.utter_message(response=_response(tracker, domain, "utter_symptom_intro"))
+            return [FollowupAction(FORM)]
+        dispatcher.utter_message(response="utter_out_of_scope")
+        return []
+
+
 class ActionNotUnderstood(Action):
     """Low NLU confidence: when the message is a back complaint whose triage is open (the safety
     layer read it as one), the questions start instead of "Sorry, I didn't get that"."""

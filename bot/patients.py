@@ -153,10 +153,13 @@ class TopicTable:
                    offers=_patterns(raw.get("offers") or []),
                    plain_negative=[re.compile(r"^\W*(" + p + ")", re.I) for p in raw.get("plain_negative") or []])
 
-    def asked(self, active_loop: str | None, requested_slot: str | None, texts: Sequence[str]) -> tuple[str, ...] | None:
+    def asked(self, active_loop: str | None, requested_slot: str | None, texts: Sequence[str],
+              safety_question: str | None = None) -> tuple[str, ...] | None:
         """The topic(s) the bot's turn asks about, ("other",) when it asks something else, None
-        when it is not asking anything (no requested slot, no question but offers)."""
-        if active_loop and requested_slot:
+        when it is not asking anything (no requested slot, no question but offers). An open
+        safety question (the crisis question, a suspected sign's) is what the turn asks, even
+        while the form's requested slot waits: it is read from the bot's words."""
+        if active_loop and requested_slot and not safety_question:
             topics = self.slots.get(f"{active_loop}.{requested_slot}") or self.slots.get(requested_slot)
             if topics:
                 return topics
@@ -306,7 +309,8 @@ async def play(agent: Any, vignette: Vignette, table: TopicTable, max_turns: int
                 referral = referral or bool(REFERRAL.search(event["text"]))
                 crisis_shown = crisis_shown or bool(crisis_line.search(event["text"]))
         actions = [e.get("name") for e in events if e.get("event") == "action"]
-        asked = table.asked(tracker.active_loop, tracker.requested_slot, texts)
+        asked = table.asked(tracker.active_loop, tracker.requested_slot, texts,
+                            tracker.slots.get("safety_question"))
         end = ending(actions, asked, tracker.slots)
         if end or asked is None:
             if end in ("result", "alert"):

@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `pytest` (not `python -m pytest`) does not add the project root
     sys.path.insert(0, str(ROOT))
 
+from rasa_sdk import Tracker  # noqa: E402
 from rasa_sdk.executor import ActionExecutor  # noqa: E402
 
 from actions.knowledge import CONDITION_IDS, get_knowledge  # noqa: E402
@@ -267,6 +268,21 @@ def ask_after_one_try(executor, domain, slot: str, answer: str, intent: str = "i
     asked = {"event": "bot", "text": "the question", "timestamp": 2.5, "metadata": {"utter_action": f"utter_ask_{slot}"}}
     tracker["events"].insert(len(tracker["events"]) - 1, asked)
     return [m.get("response") for m in run(executor, f"action_ask_{slot}", tracker, domain).responses]
+
+
+def test_a_question_after_a_safety_question_is_asked_in_its_own_words(executor, domain) -> None:
+    """Duration asked, then a crisis cue got the direct question, then "no": the duration
+    question comes back as it was, not as a re-ask (it was not answered badly, it was put aside)."""
+    tracker = make_tracker(domain, ["my back hurts", "there's no future for me", "no"], slots={"requested_slot": "duration"},
+                           intent="deny", form=True)
+    events = tracker["events"]
+    users = [i for i, e in enumerate(events) if e["event"] == "user"]
+    events.insert(users[2], {"event": "bot", "text": "are you having thoughts of ending your life?", "timestamp": 3.5})
+    events.insert(users[1], {"event": "bot", "text": "How long?", "timestamp": 2.5,
+                             "metadata": {"utter_action": "utter_ask_duration"}})
+    assert [m.get("response") for m in run(executor, "action_ask_duration", tracker, domain).responses] == ["utter_ask_duration"]
+    # without the safety question in between, the same answer gets the rephrased question
+    assert ask_after_one_try(executor, domain, "duration", "purple") == ["utter_reask_duration"]
 
 
 @pytest.mark.parametrize(
@@ -724,3 +740,26 @@ def test_not_understood_back_complaint_starts_the_questions(executor, domain) ->
     assert [m["response"] for m in result.responses] == ["utter_symptom_intro"] and _followup(result) == "symptom_form"
     result = run(executor, "action_not_understood", make_tracker(domain, ["xkcd lorem"], intent="nlu_fallback"), domain)
     assert [m["response"] for m in result.responses] == ["utter_default"] and _followup(result) is None
+
+
+@pytest.mark.parametrize("text, starts", [
+    ("my brother did his back in hauling a sofa up the stairs, he can barely move now", True),
+    ("had this lower back ache for ages, tried everything", True),
+    ("which mattress brand is best for the back?", False),
+    ("my tooth hurts really badly", False),
+])
+def test_out_of_scope_that_describes_a_back_complaint_starts_the_questions(executor, domain, text, starts) -> None:
+    """The NLU's out_of_scope is not the last word: a message the safety layer reads as a back
+    complaint (anyone's) starts the questions, in the third person for someone else."""
+    from actions.replies import complains_about_a_back
+
+    tracker = make_tracker(domain, [text], intent="out_of_scope",
+                           slots={"patient_facts": {"back": True}} if starts else None)
+    result = run(executor, "action_out_of_scope", tracker, domain)
+    responses = [m.get("response") for m in result.responses]
+    assert complains_about_a_back(Tracker.from_dict(tracker)) is starts
+    if starts:
+        assert responses[0].startswith("utter_symptom_intro")
+        assert {"event": "followup", "timestamp": None, "name": "symptom_form"} in result.events
+    else:
+        assert responses == ["utter_out_of_scope"] and result.events == []

@@ -112,6 +112,14 @@ def test_requested_slot_decides_the_topic(table):
     assert table.asked(None, "duration", ["Thanks."]) is None
 
 
+def test_an_open_safety_question_is_what_the_turn_asks(table):
+    """The crisis question asked while the form waits on its checklist: the patient answers the
+    crisis question, not the checklist (the bot's words decide, not the requested slot)."""
+    texts = ["Are you having thoughts of ending your life or harming yourself?"]
+    assert table.asked("symptom_form", "screen_emergency", texts, "self_harm") == ("mood",)
+    assert table.asked("symptom_form", "screen_emergency", texts, None) != ("mood",)
+
+
 def test_keywords_when_no_slot_is_requested(table):
     assert table.asked(None, None, ["Thanks. How long have you had it? (for example: 2 weeks)"]) == ("duration",)
     checklist = table.asked(None, None, ["Since this started, have you had a fever, or any trouble with your bladder?"])

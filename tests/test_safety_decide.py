@@ -130,3 +130,37 @@ def test_the_layer_owns_exactly_its_slots() -> None:
              "sign_source", *SAFETY.screen_slots}
     assert all(SAFETY.owns(s) for s in owned)
     assert not any(SAFETY.owns(s) for s in ("body_part", "duration", "severity", "trigger", "conditions"))
+
+
+# -- the grouped danger-sign questions (knowledge/danger_signs.yml `checklists`) ------------------
+
+def checklist_answer(answer: str, intent: str | None, slots: dict[str, Any] | None = None):
+    return apply({"requested_slot": "screen_emergency", "triage_level": "routine", **(slots or {})}, answer,
+                 intent, FORM)
+
+
+def test_none_of_these_answers_every_sign_of_the_checklist() -> None:
+    _, slots = checklist_answer("none of these", "deny")
+    assert slots["screen_emergency"] == "none"
+    for sign in SAFETY.checklists["screen_emergency"]:
+        slot = SAFETY.signs[sign].screen_slot
+        assert slot is None or slots[slot] is False, sign
+
+
+def test_a_named_sign_is_found_and_the_rest_are_no() -> None:
+    decision, slots = checklist_answer("my leg keeps giving way", "inform")
+    assert slots["screen_emergency"] == "found" and "leg_weakness" in slots["red_flags"] and decision.stop
+
+
+def test_a_bare_yes_is_asked_which_then_each_sign() -> None:
+    """"yes" names none of the signs: the checklist is asked once more (which of them?); a second
+    answer that names none makes it unclear, so each sign is asked on its own."""
+    decision, slots = checklist_answer("yes", "affirm")
+    assert slots.get("screen_emergency") is None and not decision.alerts and not slots.get("red_flags")
+    _, slots = checklist_answer("yes", "affirm", {"patient_facts": slots["patient_facts"]})
+    assert slots["screen_emergency"] == "unclear"
+
+
+def test_not_sure_asks_each_sign_at_once() -> None:
+    _, slots = checklist_answer("not sure", "skip")
+    assert slots["screen_emergency"] == "unclear"

@@ -208,7 +208,7 @@ class SafetyLayer:
     def _checklist(signs: tuple[str, ...], answer: str | None, present: list[str], negated: list[str]) -> str | None:
         """Read an answer to a grouped question; updates `present`/`negated` and says what it was:
         none (every sign no), found (the named ones yes, the rest no), unclear (ask each), or
-        None (not an answer)."""
+        None (not an answer yet: asked again, with its choices; the second time it is unclear)."""
         named = [s for s in signs if s in present]
         if named and answer != UNSURE:
             negated += [s for s in signs if s not in present and s not in negated]
@@ -218,9 +218,9 @@ class SafetyLayer:
         if answer == NO:
             negated += [s for s in signs if s not in negated]
             return "none"
-        if answer in (YES, UNSURE) or any(s in negated for s in signs):
-            return "unclear"       # yes, or only some ruled out ("no leaking"): ask the rest one by one
-        return None
+        if answer == UNSURE or any(s in negated for s in signs):
+            return "unclear"       # not sure, or only some ruled out ("no leaking"): ask the rest one by one
+        return None                # a bare "yes" names none of them: asked once more which (then unclear)
 
     def _backstop(self, screen: Screen, slots: Mapping[str, Any]) -> None:
         """Signs the learned detector suspects and the rules neither found nor ruled out: asked."""
