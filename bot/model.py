@@ -24,7 +24,7 @@ class ModelError(Exception):
 
 
 def settings_for(project: Project) -> NLUSettings:
-    return NLUSettings.from_config(project.pipeline, project.settings, project.root / "config.yml")
+    return NLUSettings.from_config(project.pipeline, project.settings)
 
 
 def find_model(project: Project, fingerprint: str | None = None) -> Path | None:

@@ -3,26 +3,32 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bot import __version__
-from bot.dialogue.domain import Domain
+from bot import __version__, project_keys
+from bot.dialogue.domain import Domain, parse_responses
 from bot.dialogue.stories import Story, load_stories
 from bot.nlu.trainingdata import TrainingData, load_nlu_file
 from bot.yamlio import ProjectError, line_of, load_yaml, plain
 
+log = logging.getLogger(__name__)
+
+# Every `backline:` setting in config.yml, with its default (any other key is an error).
 DEFAULT_SETTINGS: dict[str, Any] = {
-    "lemmatizer": "lookup",
-    "typo_tolerance": 1,
-    "epochs": 30,
+    "typo_tolerance": 1,          # max edit distance when mapping unknown words to known ones
+    "epochs": 30,                 # NLU training
+    "learn_rate": 0.05,
+    "batch_size": 64,
+    "hash_length": 2 ** 18,
     "seed": 42,
-    "emergency_number": "911",
-    "crisis_line": "988",
-    "action_timeout": 10.0,
-    "turn_timeout": 45.0,
+    "emergency_number": "911",    # also BACKLINE_EMERGENCY_NUMBER
+    "crisis_line": "988",         # also BACKLINE_CRISIS_LINE
+    "action_timeout": 10.0,       # seconds a custom action may take
+    "turn_timeout": 45.0,         # seconds a turn may take, waiting for the conversation included
 }
 
 
@@ -37,6 +43,8 @@ class Project:
     rules: list[Story]
     stories: list[Story]
     data_files: list[Path] = field(default_factory=list)
+    # keys Backline does not read (bot/project_keys.py): warnings, and errors when not strict
+    findings: list[project_keys.Finding] = field(default_factory=list)
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -92,8 +100,12 @@ def _data_files(root: Path) -> list[Path]:
     return sorted(data.rglob("*.yml"))  # real Rasa trains on every file here: training data only
 
 
-def load_project(root: Path | str = ".") -> Project:
-    """Read and check every project file; raises ProjectError naming file and line on bad input."""
+def load_project(root: Path | str = ".", *, strict: bool = True) -> Project:
+    """Read and check every project file; raises ProjectError naming file and line on bad input.
+
+    Keys Backline does not read become `project.findings` (bot/project_keys.py). strict: raise
+    the first error among them and log how many warnings change what a conversation does
+    (`bot validate` passes False and prints each one)."""
     root = Path(root).resolve()
     config = load_yaml(root / "config.yml") or {}
     if not isinstance(config, dict):
@@ -101,24 +113,46 @@ def load_project(root: Path | str = ".") -> Project:
     for key in ("pipeline", "policies"):
         if key in config and not isinstance(config[key], list):
             raise ProjectError(root / "config.yml", line_of(config, key), f"`{key}:` must be a list of `- name: ...` items")
-    domain = Domain.from_yaml(load_yaml(root / "domain.yml"), root / "domain.yml")
-    endpoints = plain(load_yaml(root / "endpoints.yml", required=False) or {})
-    credentials = plain(load_yaml(root / "credentials.yml", required=False) or {})
-    nlu = TrainingData()
-    rules: list[Story] = []
-    stories: list[Story] = []
-    files = _data_files(root)
-    nlu_files = []
-    for path in files:
-        data = load_yaml(path)
-        if data is None:
-            continue
-        if not isinstance(data, dict):
-            raise ProjectError(path, 1, "a data file must be a mapping with `nlu:`, `rules:` or `stories:`")
-        nlu.merge(load_nlu_file(data, path))
-        if data.get("nlu"):
-            nlu_files.append(path)
-        for story in load_stories(data, path):
-            (rules if story.is_rule else stories).append(story)
-    project = Project(root, config, domain, endpoints, credentials, nlu, rules, stories, nlu_files)
+    raw_domain = load_yaml(root / "domain.yml")
+    domain = Domain.from_yaml(raw_domain, root / "domain.yml")
+    raw_endpoints = load_yaml(root / "endpoints.yml", required=False) or {}
+    raw_credentials = load_yaml(root / "credentials.yml", required=False) or {}
+    findings = (project_keys.check_config(config, root / "config.yml", DEFAULT_SETTINGS)
+                + project_keys.check_domain(raw_domain, root / "domain.yml")
+                + project_keys.check_endpoints(raw_endpoints, root / "endpoints.yml")
+                + project_keys.check_credentials(raw_credentials, root / "credentials.yml"))
+    project = Project(root, config, domain, plain(raw_endpoints), plain(raw_credentials), TrainingData(), [], [],
+                      [], findings)
+    for path in _data_files(root):
+        _load_data_file(project, path)
+    if strict:
+        _report(findings)
     return project
+
+
+def _load_data_file(project: Project, path: Path) -> None:
+    """One file of data/: its NLU data, rules, stories and responses join the project's."""
+    data = load_yaml(path)
+    if data is None:
+        return
+    if not isinstance(data, dict):
+        raise ProjectError(path, 1, "a data file must be a mapping with `nlu:`, `rules:` or `stories:`")
+    project.findings += project_keys.check_data_file(data, path, project.domain.slots)
+    project.nlu.merge(load_nlu_file(data, path))
+    if data.get("nlu"):
+        project.data_files.append(path)
+    if data.get("responses"):  # Rasa 3 reads responses (e.g. of retrieval intents) here too
+        project.domain.add_responses(parse_responses(data["responses"], path), path, data["responses"])
+    for story in load_stories(data, path):
+        (project.rules if story.is_rule else project.stories).append(story)
+
+
+def _report(findings: list[project_keys.Finding]) -> None:
+    errors = [f for f in findings if f.error]
+    if errors:
+        more = f" ({len(errors) - 1} more: run `bot validate`)" if len(errors) > 1 else ""
+        raise ProjectError(errors[0].path, errors[0].line, errors[0].message + more)
+    differ = [f for f in findings if not f.tuning]
+    if differ:
+        log.warning("%d setting(s) in the project files work differently or not at all in Backline; "
+                    "`bot validate` names each with file:line", len(differ))

@@ -21,14 +21,15 @@ def _where(path: str | Path, line: int | None) -> str:
 
 def validate_project(root: Path) -> tuple[list[str], list[str]]:
     """Returns (errors, warnings). A project that does not load at all raises ProjectError."""
-    project = load_project(root)
-    errors: list[str] = []
-    warnings: list[str] = []
+    project = load_project(root, strict=False)
+    errors: list[str] = [str(f) for f in project.findings if f.error]
+    warnings: list[str] = [str(f) for f in project.findings if not f.error]
     _check_intents(project, errors, warnings)
     _check_actions_and_responses(project, errors, warnings)
     _check_slots_and_forms(project, errors)
     _check_duplicates(project, errors)
     _check_rule_conflicts(project, errors)
+    _check_rules_that_wait(project, warnings)
     return errors, warnings
 
 
@@ -181,3 +182,57 @@ def _check_rule_conflicts(project: Project, errors: list[str]) -> None:
                               f"one of them can never apply — remove or change one")
             else:
                 seen[key] = (step[1], rule.name, rule.path, rule.line)
+
+
+
+_MATCHED = ("intent", "action", "active_loop")
+
+
+def _check_rules_that_wait(project: Project, warnings: list[str]) -> None:
+    """Rasa's `wait_for_user_input` (true by default): after a rule's last action Rasa waits for
+    the user, and refuses to train when a rule or story goes on from there. Backline's policies
+    go on (as `wait_for_user_input: false`): say where that happens."""
+    continuations = _continuations(project)
+    for rule in project.rules:
+        steps = [s for s in rule.steps if s[0] in _MATCHED]
+        if not rule.wait_for_user_input or not steps or not _ends_without_loop(rule, steps):
+            continue
+        for other, prefix, action in continuations:
+            if other is not rule and prefix[-1] == steps[-1] and _overlap(steps, prefix):
+                warnings.append(f"{_where(rule.path, rule.line)}: rule `{rule.name}` ends with `{steps[-1][1]}` "
+                                f"and waits for the user (Rasa's `wait_for_user_input`, true by default), but "
+                                f"{'rule' if other.is_rule else 'story'} `{other.name}` "
+                                f"({_where(other.path, other.line)}) goes on with `{action}`: Backline goes on, "
+                                f"real Rasa refuses the contradiction; add `wait_for_user_input: false` to "
+                                f"`{rule.name}` if `{action}` should follow")
+                break
+
+
+def _continuations(project: Project) -> list[tuple]:
+    """(rule or story, the steps before one of its actions, that action) where the steps before
+    end with an action: what a policy could predict right after another action with no form
+    running (a rule for a running form is how Rasa and Backline go back to the form)."""
+    found = []
+    for story in project.rules + project.stories:
+        if any(c[0] == "active_loop" and c[1] for c in story.conditions):
+            continue
+        steps = [s for s in story.steps if s[0] in _MATCHED]
+        for k in range(1, len(steps)):
+            if steps[k][0] == "action" and steps[k - 1][0] == "action":
+                found.append((story, steps[:k], steps[k][1]))
+    return found
+
+
+def _ends_without_loop(rule, steps: list[tuple]) -> bool:
+    """The rule ends on an action with no form running (a running form takes over, as in Rasa)."""
+    if steps[-1][0] != "action":
+        return False
+    loops = [s[1] for s in steps if s[0] == "active_loop"]
+    loop = loops[-1] if loops else next((c[1] for c in rule.conditions if c[0] == "active_loop"), None)
+    return loop is None
+
+
+def _overlap(ended: list[tuple], prefix: list[tuple]) -> bool:
+    """Whether the conversation can end with `ended` and, at the same time, with `prefix`."""
+    n = min(len(ended), len(prefix))
+    return ended[len(ended) - n:] == prefix[len(prefix) - n:]

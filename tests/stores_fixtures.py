@@ -9,6 +9,7 @@ Also: `bot run` processes on a copy of the project, for the multi-worker and cra
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -145,6 +146,33 @@ def store_config(store_kind: str, request: pytest.FixtureRequest, tmp_path: Any)
         asyncio.run(pg_reset(database))
         return pg_config(database)
     return redis_config(request.getfixturevalue("redis_prefix"))
+
+
+async def stored_senders(kind: str, store: Any, config: dict[str, Any], sqlite_file: Path | None = None) -> list[str]:
+    """The ids of the conversations a backend holds (sorted), read around the store itself."""
+    if kind == "memory":
+        return sorted(store._events)
+    if kind == "sqlite":
+        import sqlite3
+
+        with contextlib.closing(sqlite3.connect(sqlite_file)) as conn:
+            return sorted(s for (s,) in conn.execute("SELECT sender_id FROM conversations"))
+    if kind == "postgresql":
+        conn = await pg_admin(config["db"])
+        try:
+            return sorted(row[0] for row in await conn.fetch("SELECT sender_id FROM conversations"))
+        finally:
+            await conn.close()
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=REDIS_DB, decode_responses=True)
+    try:
+        lists = f"{config['key_prefix']}:tracker:"
+        held = {key[len(lists):] async for key in client.scan_iter(match=f"{lists}*")}
+        held |= set(await client.zrange(f"{config['key_prefix']}:tracker-activity", 0, -1))
+        return sorted(held)
+    finally:
+        await client.aclose()
 
 
 # -- real `bot run` processes (multi-worker and crash tests) ---------------------------------

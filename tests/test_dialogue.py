@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import yaml
@@ -124,6 +125,33 @@ def test_rule_predicts_after_intent_then_nothing():
     assert policy.predict(t) is None
 
 
+OR_RULES = yaml.safe_load("""
+rules:
+- rule: greet
+  steps:
+  - intent: greet
+  - action: utter_greet
+- rule: thanks or bye
+  steps:
+  - or:
+    - intent: thank
+    - intent: goodbye
+  - metadata: {note: Rasa skips metadata steps}
+  - action: utter_goodbye
+""")
+
+
+def test_an_or_step_matches_any_of_its_intents():
+    rules = load_stories(OR_RULES, Path("rules.yml"))
+    assert [r.steps for r in rules if r.name == "thanks or bye"] == [
+        [("intent", "thank"), ("action", "utter_goodbye")], [("intent", "goodbye"), ("action", "utter_goodbye")]]
+    policy = RulePolicy(rules)
+    for intent in ("thank", "goodbye"):
+        assert policy.predict(Tracker("s", DOMAIN, [_user(intent)])).action == "utter_goodbye"
+    assert policy.predict(Tracker("s", DOMAIN, [_user("greet")])).action == "utter_greet"
+    assert policy.predict(Tracker("s", DOMAIN, [_user("inform")])) is None
+
+
 def test_rule_matches_retrieval_intent_and_sees_through_safety_actions():
     policy = RulePolicy(RULES)
     t = Tracker("s", DOMAIN, [_user("faq"), ev.action_executed("action_safety_alert")])
@@ -144,3 +172,89 @@ def test_memoization_follows_stories():
     assert policy.predict(t).action == "action_custom"
     t = Tracker("s", DOMAIN, [_user("stop")])
     assert policy.predict(t) is None
+
+
+FORM_DOMAIN = Domain.from_yaml(yaml.safe_load("""
+intents: [inform, chitchat]
+entities: [cuisine]
+slots:
+  cuisine:
+    type: text
+    mappings:
+    - type: from_entity
+      entity: cuisine
+  mood:
+    type: text
+    mappings:
+    - type: from_entity
+      entity: cuisine
+      intent: chitchat
+  other_form_slot:
+    type: text
+    mappings:
+    - type: from_entity
+      entity: cuisine
+      conditions:
+      - active_loop: other_form
+forms:
+  restaurant_form:
+    ignored_intents: chitchat
+    required_slots: [cuisine]
+  other_form:
+    required_slots: [other_form_slot]
+"""), Path("domain.yml"))
+
+
+def test_a_forms_ignored_intents_fill_no_slot_while_it_runs():
+    italian = [{"entity": "cuisine", "value": "italian"}]
+    assert FORM_DOMAIN.forms["restaurant_form"].ignored_intents == ["chitchat"]
+    running = [ev.active_loop("restaurant_form"), ev.slot_set("requested_slot", "cuisine")]
+    t = Tracker("s", FORM_DOMAIN, running + [_user("chitchat", italian)])
+    # `mood` names chitchat itself, so the form's ignored intents do not block it (as in Rasa)
+    assert extract_slots(FORM_DOMAIN, t) == {"mood": "italian"}
+    t = Tracker("s", FORM_DOMAIN, running + [_user("inform", italian)])
+    assert extract_slots(FORM_DOMAIN, t) == {"cuisine": "italian"}
+    t = Tracker("s", FORM_DOMAIN, [_user("chitchat", italian)])     # no form running
+    assert extract_slots(FORM_DOMAIN, t) == {"cuisine": "italian", "mood": "italian"}
+    t = Tracker("s", FORM_DOMAIN, [ev.active_loop("other_form"), _user("chitchat", italian)])
+    assert extract_slots(FORM_DOMAIN, t) == {"cuisine": "italian", "mood": "italian", "other_form_slot": "italian"}
+
+
+RESPONSES = Domain.from_yaml(yaml.safe_load("""
+slots:
+  age_group: {type: categorical, values: [child, adult], mappings: [{type: custom}]}
+responses:
+  utter_advice:
+  - text: general advice
+  - text: advice for children
+    condition:
+    - type: slot
+      name: age_group
+      value: child
+  - text: advice for children on slack
+    channel: slack
+    condition:
+    - type: slot
+      name: age_group
+      value: child
+  utter_only_for_slack:
+  - text: slack text
+    channel: slack
+  utter_only_conditional:
+  - text: adults only
+    condition: [{type: slot, name: age_group, value: adult}]
+"""), Path("domain.yml"))
+
+
+def test_conditional_response_variations_are_chosen_by_slot_values():
+    texts = {RESPONSES.render("utter_advice", {"age_group": "child"}, random.Random(seed))[0]["text"]
+             for seed in range(20)}
+    assert texts == {"advice for children"}
+    texts = {RESPONSES.render("utter_advice", {"age_group": "adult"}, random.Random(seed))[0]["text"]
+             for seed in range(20)}
+    assert texts == {"general advice"}
+    # a channel variation is sent only when nothing else applies; a condition that holds for no
+    # variation sends nothing (as Rasa)
+    assert RESPONSES.render("utter_only_for_slack", {})[0]["text"] == "slack text"
+    assert RESPONSES.render("utter_only_conditional", {}) == []
+    assert RESPONSES.render("utter_only_conditional", {"age_group": "adult"})[0]["text"] == "adults only"

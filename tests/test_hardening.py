@@ -48,6 +48,7 @@ from tests.stores_fixtures import (  # noqa: F401  (fixtures)
     redis_prefix,
     store_config,
     store_kind,
+    stored_senders,
     user_texts,
 )
 from bot.channels.socketio import MAX_BACKLOG
@@ -91,6 +92,10 @@ def sqlite_server(tmp_path):
             loop.run(agent.close())
         finally:
             loop.stop()
+
+
+def sqlite_senders(db: Path) -> list[str]:
+    return asyncio.run(stored_senders("sqlite", None, {}, db))
 
 
 def wait_healthy(url: str, child: subprocess.Popen, log: Path, timeout: float = 240) -> None:
@@ -245,7 +250,7 @@ def test_normal_durability_is_an_explicit_opt_out(tmp_path):
         store = create_tracker_store({"type": "sql", "dialect": "sqlite", "db": str(tmp_path / "d.db"), **config},
                                      tmp_path)
         try:
-            return await store.run_on_connection(lambda c: c.execute("PRAGMA synchronous").fetchone()[0])
+            return await store._run(lambda c: c.execute("PRAGMA synchronous").fetchone()[0])
         finally:
             await store.close()
 
@@ -307,12 +312,12 @@ def test_socketio_never_stores_an_id_the_api_cannot_erase(sqlite_server):
 
     confirmed = asyncio.run(run())
     assert all(given not in bad and sender_id_error(given) is None for given in confirmed)
-    stored = loop.run(agent.tracker_store.senders())
-    assert sorted(stored) == sorted(confirmed)
+    stored = sqlite_senders(db)
+    assert stored == sorted(confirmed)
     with httpx.Client(base_url=url, timeout=30) as c:
         for sender in stored:
             assert c.delete(f"/conversations/{quote(sender, safe='')}").status_code == 200
-    assert loop.run(agent.tracker_store.senders()) == []
+    assert sqlite_senders(db) == []
 
 
 # -- 4. a client cannot poison a conversation ------------------------------------------------
@@ -464,7 +469,7 @@ def limited_app(tmp_path):
             loop.stop()
 
 
-def test_a_new_socketio_session_per_message_does_not_escape_the_rate_limit(limited_app):
+def test_a_new_socketio_session_per_message_does_not_escape_the_rate_limit(limited_app, tmp_path):
     url, agent, loop = limited_app
 
     async def run() -> list[list]:
@@ -477,7 +482,7 @@ def test_a_new_socketio_session_per_message_does_not_escape_the_rate_limit(limit
         return answers
 
     answers = asyncio.run(run())
-    stored = loop.run(agent.tracker_store.senders())
+    stored = sqlite_senders(tmp_path / "c.db")
     assert len(stored) <= 3, f"{len(stored)} conversations stored past a 3/60 limit"
     limited = answers[3:]
     assert all("wait" in texts(a).lower() and "911" in texts(a) for a in limited), limited

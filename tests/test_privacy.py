@@ -39,6 +39,7 @@ from tests.stores_fixtures import (  # noqa: F401  (fixtures)
     redis_available,
     redis_config,
     redis_prefix,
+    stored_senders,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -277,7 +278,7 @@ def test_purge_expired_erases_conversations_past_the_retention(agent, kind, tmp_
             await store.append("edge", _events(now - 29 * DAY, "recent enough"))
             await store.append("new", _events(now, "today"))
             purged = await bot.purge_expired()
-            return purged, sorted(await store.senders()), len(await store.load("old"))
+            return purged, await stored_senders(kind, store, config, tmp_path / "ttl.db"), len(await store.load("old"))
         finally:
             await store.close()
 

@@ -143,3 +143,49 @@ def test_start_conversation_only_once(agent, loop):
     first = loop.run_until_complete(agent.start_conversation(sender))
     assert "not a doctor" in first[0]["text"]
     assert loop.run_until_complete(agent.start_conversation(sender)) == []
+
+
+def _processor_with_sessions(agent, session_config: str):
+    """The real engine's processor on the project's domain with another `session_config:`."""
+    from bot.dialogue.domain import Domain
+    from bot.processor import Processor
+    from bot.yamlio import parse_yaml
+
+    text = (ROOT / "domain.yml").read_text(encoding="utf-8")
+    start = text.index("session_config:")
+    end = text.index("\nintents:")
+    domain = Domain.from_yaml(parse_yaml(text[:start] + session_config + text[end:], "domain.yml"), ROOT / "domain.yml")
+    p = agent.processor
+    return Processor(domain, p.nlu, p.policies, p.runner, p.safety, p.guard, p.settings)
+
+
+def _tracker_last_active(processor, minutes_ago: float, slots: dict):
+    from bot.dialogue.tracker import Tracker
+
+    then = time.time() - minutes_ago * 60
+    events = [ev.action_executed("action_session_start"), ev.session_started(), ev.action_executed("action_listen")]
+    events += [ev.slot_set(name, value) for name, value in slots.items()]
+    for e in events:
+        e["timestamp"] = then
+    return Tracker(_sender(), processor.domain, events)
+
+
+@pytest.mark.parametrize("expiration, minutes_ago, new_session", [(1, 2, True), (1, 0.5, False), (0, 600, False)])
+def test_session_expiration_time_comes_from_the_domain(agent, loop, expiration, minutes_ago, new_session):
+    """Rasa's `session_expiration_time` (minutes; 0 = never) decides when a new session starts."""
+    processor = _processor_with_sessions(agent, f"session_config:\n  session_expiration_time: {expiration}\n")
+    tracker = _tracker_last_active(processor, minutes_ago, {})
+    replies = loop.run_until_complete(processor.handle(tracker, UserMessage("hello", tracker.sender_id)))
+    assert ("not a doctor" in replies[0]["text"]) is new_session
+    assert [e["event"] for e in tracker.events].count("session_started") == (2 if new_session else 1)
+
+
+@pytest.mark.parametrize("carry_over", [True, False])
+def test_carry_over_slots_to_new_session_keeps_the_slots(agent, loop, carry_over):
+    processor = _processor_with_sessions(agent, "session_config:\n  session_expiration_time: 1\n"
+                                                f"  carry_over_slots_to_new_session: {str(carry_over).lower()}\n")
+    tracker = _tracker_last_active(processor, 5, {"body_part": "neck", "duration": "2 weeks"})
+    replies = loop.run_until_complete(processor.handle(tracker, UserMessage("hello", tracker.sender_id)))
+    assert "not a doctor" in replies[0]["text"]
+    kept = {"body_part": "neck", "duration": "2 weeks"} if carry_over else {"body_part": None, "duration": None}
+    assert {name: tracker.slots[name] for name in kept} == kept

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import shutil
 import sqlite3
 import time
 from collections.abc import AsyncIterator
@@ -33,6 +36,7 @@ from tests.stores_fixtures import (  # noqa: F401  (fixtures)
     redis_prefix,
     store_config,
     store_kind,
+    stored_senders,
 )
 
 pytestmark = pytest.mark.anyio
@@ -49,6 +53,12 @@ async def store(store_config: dict, tmp_path: Path) -> AsyncIterator[TrackerStor
     await tracker_store.ping()
     yield tracker_store
     await tracker_store.close()
+
+
+@pytest.fixture
+def held(store: TrackerStore, store_kind: str, store_config: dict, tmp_path: Path):
+    """held() -> the ids of the conversations the backend holds, read around the store."""
+    return lambda: stored_senders(store_kind, store, store_config, tmp_path / "store" / "conversations.db")
 
 
 def turn(text: str, at: float | None = None) -> list[dict]:
@@ -107,10 +117,10 @@ async def raw_traces(kind: str, store: TrackerStore, config: dict, tmp_path: Pat
 # -- load / append / order -------------------------------------------------------------------
 
 
-async def test_unknown_conversation_is_empty(store: TrackerStore) -> None:
+async def test_unknown_conversation_is_empty(store: TrackerStore, held) -> None:
     assert await store.load("nobody") == []
-    assert not await store.exists("nobody")
-    assert await store.senders() == []
+    assert (await store.load_window("nobody")).events == []
+    assert await held() == []
 
 
 async def test_append_and_load_keep_order(store: TrackerStore) -> None:
@@ -119,7 +129,6 @@ async def test_append_and_load_keep_order(store: TrackerStore) -> None:
     await store.append("u1", [])
     await store.append("u1", second)
     assert await store.load("u1") == first + second
-    assert await store.exists("u1")
 
 
 async def test_loaded_events_are_copies(store: TrackerStore) -> None:
@@ -131,16 +140,17 @@ async def test_loaded_events_are_copies(store: TrackerStore) -> None:
     assert (await store.load("u1"))[0]["text"] == "hello"
 
 
-async def test_senders_lists_every_conversation(store: TrackerStore) -> None:
+async def test_each_conversation_is_kept_under_its_sender_id(store: TrackerStore, held) -> None:
     for sender in ("a", "b", "c/with:odd chars"):
         await store.append(sender, turn(sender))
-    assert sorted(await store.senders()) == ["a", "b", "c/with:odd chars"]
+    assert await held() == ["a", "b", "c/with:odd chars"]
+    assert [(await store.load(s))[0]["text"] for s in ("a", "b", "c/with:odd chars")] == ["a", "b", "c/with:odd chars"]
 
 
 # -- atomicity ---------------------------------------------------------------------------------
 
 
-async def test_failed_append_saves_none_of_its_events(store: TrackerStore) -> None:
+async def test_failed_append_saves_none_of_its_events(store: TrackerStore, held) -> None:
     await store.append("u1", turn("before"))
     broken = turn("after")
     broken[3]["data"] = {"not json": object()}  # fails half-way through the turn
@@ -150,15 +160,14 @@ async def test_failed_append_saves_none_of_its_events(store: TrackerStore) -> No
         await store.append("fresh", broken)
     assert await store.load("u1") == turn("before", (await store.load("u1"))[0]["timestamp"])
     assert await store.load("fresh") == []
-    assert not await store.exists("fresh")
-    assert await store.senders() == ["u1"]
+    assert await held() == ["u1"]
 
 
 # -- delete / purge ----------------------------------------------------------------------------
 
 
 async def test_delete_leaves_nothing_behind(
-    store: TrackerStore, store_kind: str, store_config: dict, tmp_path: Path
+    store: TrackerStore, store_kind: str, store_config: dict, tmp_path: Path, held
 ) -> None:
     await store.append("gone", turn("please forget me"))
     await store.append("gone", turn("twice"))
@@ -169,14 +178,13 @@ async def test_delete_leaves_nothing_behind(
     assert await store.delete("gone") is False
     assert await store.delete("never-existed") is False
     assert await store.load("gone") == []
-    assert not await store.exists("gone")
-    assert await store.senders() == ["kept"]
+    assert await held() == ["kept"]
     assert await raw_traces(store_kind, store, store_config, tmp_path, "gone") == []
     assert len(await store.load("kept")) == 6
 
 
 async def test_purge_deletes_conversations_whose_latest_event_is_old(
-    store: TrackerStore, store_kind: str, store_config: dict, tmp_path: Path
+    store: TrackerStore, store_kind: str, store_config: dict, tmp_path: Path, held
 ) -> None:
     now = time.time()
     day = 86400.0
@@ -187,13 +195,13 @@ async def test_purge_deletes_conversations_whose_latest_event_is_old(
     await store.append("also-old", turn("two weeks ago", now - 14 * day))
 
     assert await store.purge(now - 7 * day) == 2
-    assert sorted(await store.senders()) == ["recent", "revived"]
+    assert await held() == ["recent", "revived"]
     assert len(await store.load("revived")) == 12
     for sender in ("old", "also-old"):
         assert await raw_traces(store_kind, store, store_config, tmp_path, sender) == []
     assert await store.purge(now - 7 * day) == 0
     assert await store.purge(now + 1) == 2
-    assert await store.senders() == []
+    assert await held() == []
 
 
 # -- concurrency -------------------------------------------------------------------------------
@@ -375,12 +383,12 @@ async def test_failure_inside_append_transaction_saves_nothing(
             return sqlite3.SQLITE_DENY if (action == sqlite3.SQLITE_INSERT and table == "conversation_events") \
                 else sqlite3.SQLITE_OK
 
-        await store.run_on_connection(lambda c: c.set_authorizer(deny_event_inserts))
+        await store._run(lambda c: c.set_authorizer(deny_event_inserts))
         try:
             with pytest.raises(StoreUnavailable, match="sqlite:"):
                 await store.append("u1", turn("lost"))
         finally:
-            await store.run_on_connection(lambda c: c.set_authorizer(None))
+            await store._run(lambda c: c.set_authorizer(None))
 
     await store.append("u1", turn("after"))
     texts = [event["text"] for event in await store.load("u1") if event["event"] == "user"]
@@ -467,3 +475,140 @@ def test_factories_pick_the_configured_stores(tmp_path: Path) -> None:
 )
 def test_mask_url(url: str, masked: str) -> None:
     assert mask_url(url) == masked
+
+
+# -- the tables: one definition (bot/stores/tables.py), databases of earlier releases load -----
+
+# Written by Backline main at 1dbe86e (`bot.agent.Agent` with the SQLite store, two real
+# conversations: "patient-a" ran the whole symptom form, 112 events, checkpoint after event 96;
+# "patient-b" asked a question, 12 events). Never regenerate it with newer code.
+MAIN_FILE = Path(__file__).parent / "fixtures" / "conversations-main-1dbe86e.db"
+# The tables as the first SQLite release made them (bot/stores/sqlite.py before 76cecaf).
+FIRST_RELEASE_SCHEMA = """
+CREATE TABLE conversations (
+    sender_id VARCHAR(255) NOT NULL PRIMARY KEY,
+    last_seq INTEGER NOT NULL,
+    latest_timestamp FLOAT NOT NULL
+);
+CREATE INDEX ix_conversations_latest_timestamp ON conversations (latest_timestamp);
+CREATE TABLE conversation_events (
+    id INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,
+    sender_id VARCHAR(255) NOT NULL,
+    seq INTEGER NOT NULL,
+    type_name VARCHAR(255) NOT NULL,
+    timestamp FLOAT NOT NULL,
+    data TEXT NOT NULL,
+    CONSTRAINT uq_conversation_events_sender_seq UNIQUE (sender_id, seq)
+);
+"""
+
+
+def sqlite_layout(path: Path) -> dict[str, Any]:
+    """Columns (name, type, not null, default, primary key), indexes (unique, columns) and
+    AUTOINCREMENT of every table, read with sqlite3 itself."""
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        tables = [name for (name,) in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+        layout: dict[str, Any] = {}
+        for table in tables:
+            columns = [row[1:] for row in conn.execute(f"PRAGMA table_info({table})")]
+            indexes = sorted((bool(unique), tuple(col for (_, _, col) in conn.execute(f"PRAGMA index_info('{name}')")))
+                             for (_, name, unique, *_) in conn.execute(f"PRAGMA index_list({table})"))
+            (sql,) = conn.execute("SELECT sql FROM sqlite_master WHERE name = ?", (table,)).fetchone()
+            layout[table] = {"columns": columns, "indexes": indexes, "autoincrement": "AUTOINCREMENT" in sql}
+        return layout
+
+
+async def test_a_new_sqlite_file_has_the_tables_of_the_file_main_wrote(tmp_path: Path) -> None:
+    tracker_store = create_tracker_store({"type": "sql", "db": "new.db"}, tmp_path)
+    await tracker_store.ping()
+    await tracker_store.close()
+    layout = sqlite_layout(tmp_path / "new.db")
+    assert set(layout) == {"conversations", "conversation_events"}
+    shutil.copy(MAIN_FILE, tmp_path / "main.db")   # opening a WAL file writes next to it
+    assert layout == sqlite_layout(tmp_path / "main.db")
+
+
+async def test_an_sqlite_file_written_by_main_still_loads_and_goes_on(tmp_path: Path) -> None:
+    from bot.dialogue.tracker import Tracker
+    from bot.project import load_project
+
+    path = tmp_path / "conversations.db"
+    shutil.copy(MAIN_FILE, path)
+    with contextlib.closing(sqlite3.connect(path)) as conn:   # what main stored, read around the store
+        stored = {sender: [json.loads(data) for (data,) in conn.execute(
+            "SELECT data FROM conversation_events WHERE sender_id = ? ORDER BY seq", (sender,))]
+            for sender in ("patient-a", "patient-b")}
+        ((checkpoint_seq,),) = conn.execute("SELECT checkpoint_seq FROM conversations WHERE sender_id = 'patient-a'")
+    assert len(stored["patient-a"]) == 112 and checkpoint_seq == 96 and len(stored["patient-b"]) == 12
+
+    tracker_store = create_tracker_store({"type": "sql", "db": str(path)}, tmp_path)
+    try:
+        assert await tracker_store.load("patient-a") == stored["patient-a"]
+        window = await tracker_store.load_window("patient-a")
+        assert window.checkpoint is not None and window.checkpoint["seq"] == checkpoint_seq
+        assert window.events == stored["patient-a"][checkpoint_seq:]
+        # the engine resumes from main's checkpoint in the state a replay of every event gives
+        domain = load_project(Path(__file__).resolve().parent.parent).domain
+        resumed = Tracker("patient-a", domain, window.events, checkpoint=window.checkpoint)
+        replayed = Tracker("patient-a", domain, stored["patient-a"])
+        assert resumed.slots == replayed.slots and resumed.slots["triage_level"]
+        assert resumed.seq == replayed.seq == 112
+        later = turn("thanks", at=time.time())
+        await tracker_store.append("patient-a", later, expected_seq=112)
+        assert await tracker_store.load("patient-a") == stored["patient-a"] + later
+        assert (await tracker_store.load_window("patient-a")).checkpoint["seq"] == checkpoint_seq
+        assert (await tracker_store.load_window("patient-b")).events == stored["patient-b"]
+    finally:
+        await tracker_store.close()
+
+
+async def test_an_sqlite_file_of_the_first_release_gets_the_checkpoint_columns(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    old_events = turn("hi", at=1000.0)
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.executescript(FIRST_RELEASE_SCHEMA)
+        conn.execute("INSERT INTO conversations VALUES ('u1', ?, ?)", (len(old_events), 1000.005))
+        conn.executemany("INSERT INTO conversation_events (sender_id, seq, type_name, timestamp, data) "
+                         "VALUES ('u1', ?, ?, ?, ?)",
+                         [(i + 1, e["event"], e["timestamp"], json.dumps(e)) for i, e in enumerate(old_events)])
+        conn.commit()
+    tracker_store = create_tracker_store({"type": "sql", "db": str(path)}, tmp_path)
+    try:
+        window = await tracker_store.load_window("u1")
+        assert window.events == old_events and window.checkpoint is None
+        await tracker_store.append("u1", turn("again"), expected_seq=6,
+                                   checkpoint={"seq": 6, "state": {"slots": {"symptom": "stiffness"}}})
+        window = await tracker_store.load_window("u1")
+        assert window.checkpoint == {"seq": 6, "state": {"slots": {"symptom": "stiffness"}}}
+        assert [e.get("text") for e in window.events if e["event"] == "user"] == ["again"]
+    finally:
+        await tracker_store.close()
+    fresh = create_tracker_store({"type": "sql", "db": "fresh.db"}, tmp_path)
+    await fresh.ping()
+    await fresh.close()
+    upgraded, new = sqlite_layout(path), sqlite_layout(tmp_path / "fresh.db")
+    assert [c[0] for c in upgraded["conversations"]["columns"]] == [c[0] for c in new["conversations"]["columns"]]
+    assert upgraded["conversation_events"] == new["conversation_events"]
+
+
+async def test_postgresql_has_the_columns_sqlite_has(pg_database: str, tmp_path: Path) -> None:  # noqa: F811
+    from tests.stores_fixtures import pg_config, pg_reset
+
+    await pg_reset(pg_database)
+    tracker_store = create_tracker_store(pg_config(pg_database), tmp_path)
+    await tracker_store.append("u1", turn("hi"))
+    await tracker_store.close()
+    conn = await pg_admin(pg_database)
+    try:
+        rows = await conn.fetch("SELECT table_name, column_name, is_nullable FROM information_schema.columns "
+                                "WHERE table_schema = 'public' ORDER BY table_name, ordinal_position")
+    finally:
+        await conn.close()
+    sqlite_file = create_tracker_store({"type": "sql", "db": "s.db"}, tmp_path)
+    await sqlite_file.ping()
+    await sqlite_file.close()
+    layout = sqlite_layout(tmp_path / "s.db")
+    in_sqlite = [(table, name, "NO" if notnull or pk else "YES")
+                 for table in sorted(layout) for (name, _, notnull, _, pk) in layout[table]["columns"]]
+    assert [tuple(row) for row in rows] == in_sqlite

@@ -66,6 +66,7 @@ class Domain:
     session_expiration_minutes: float = 60.0
     carry_over_slots: bool = False
     _as_dict: dict[str, Any] | None = None
+    _extra_responses: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     @classmethod
     def from_yaml(cls, data: Any, path: Path) -> "Domain":
@@ -76,20 +77,15 @@ class Domain:
         slots = {name: _parse_slot(name, spec, data["slots"], path) for name, spec in (data.get("slots") or {}).items()}
         if "requested_slot" not in slots:
             slots["requested_slot"] = Slot("requested_slot", "text", influence_conversation=False)
-        responses = {}
-        for name, variations in (data.get("responses") or {}).items():
-            if not isinstance(variations, list) or not all(isinstance(v, dict) for v in variations):
-                raise ProjectError(path, line_of(data["responses"], name),
-                                   f"response `{name}` must be a list of variations like `- text: ...`")
-            responses[name] = plain(variations)
+        responses = parse_responses(data.get("responses"), path)
         forms = {}
         for name, spec in (data.get("forms") or {}).items():
             spec = spec or {}
             required = spec.get("required_slots") or []
             if isinstance(required, dict):  # Rasa 2 style mapping
                 required = list(required)
-            forms[name] = Form(name, list(required), list(spec.get("ignored_intents") or []))
-        actions = [str(a) for a in (data.get("actions") or [])]
+            forms[name] = Form(name, list(required), _as_list(spec.get("ignored_intents")))
+        actions = [_intent_name(a) for a in (data.get("actions") or [])]  # `- name` or `- name: {send_domain: ..}`
         session = data.get("session_config") or {}
         return cls(
             path=path,
@@ -103,6 +99,17 @@ class Domain:
             session_expiration_minutes=float(session.get("session_expiration_time", 60) or 0),
             carry_over_slots=bool(session.get("carry_over_slots_to_new_session", False)),
         )
+
+    def add_responses(self, responses: dict[str, list[dict[str, Any]]], path: Path, where: Any) -> None:
+        """Responses from a data file's `responses:` (Rasa 3 allows them there, e.g. for retrieval
+        intents): they join the domain's; one name defined twice is an error."""
+        for name in responses:
+            if name in self.responses:
+                raise ProjectError(path, line_of(where, name), f"response `{name}` is also defined in "
+                                   f"{self.path.name}; keep one of the two")
+        self.responses.update(responses)
+        self._extra_responses.update(responses)
+        self._as_dict = None
 
     # -- names -------------------------------------------------------------------------------
 
@@ -126,7 +133,7 @@ class Domain:
 
     def render(self, response: str, values: dict[str, Any], rng: random.Random | None = None) -> list[dict[str, Any]]:
         """One bot message (Rasa's shape) from a response name, with {placeholders} filled in."""
-        variations = self.responses.get(response)
+        variations = applicable_variations(self.responses.get(response) or [], values)
         if not variations:
             return []
         choice = (rng or random).choice(variations) if len(variations) > 1 else variations[0]
@@ -144,8 +151,41 @@ class Domain:
         if self._as_dict is None:
             raw = plain(self.raw)
             raw.setdefault("version", "3.1")
+            if self._extra_responses:
+                raw["responses"] = {**(raw.get("responses") or {}), **self._extra_responses}
             self._as_dict = {k: v for k, v in raw.items() if v not in (None, [], {})}
         return self._as_dict
+
+
+def parse_responses(section: Any, path: Path) -> dict[str, list[dict[str, Any]]]:
+    """A `responses:` section (domain or data file): name -> its variations, each checked."""
+    responses = {}
+    for name, variations in (section or {}).items():
+        if not isinstance(variations, list) or not all(isinstance(v, dict) for v in variations):
+            raise ProjectError(path, line_of(section, name),
+                               f"response `{name}` must be a list of variations like `- text: ...`")
+        for variation in variations:
+            condition = variation.get("condition")
+            if condition is not None and not (isinstance(condition, list) and all(
+                    isinstance(c, dict) and c.get("type", "slot") == "slot" and c.get("name") for c in condition)):
+                raise ProjectError(path, line_of(variation, "condition"), f"response `{name}`: `condition:` must be "
+                                   "a list of `- type: slot` items with `name:` and `value:`")
+        responses[name] = plain(variations)
+    return responses
+
+
+def applicable_variations(variations: list[dict[str, Any]], values: dict[str, Any]) -> list[dict[str, Any]]:
+    """The variations Rasa would choose from: those whose `condition:` (slot values) holds come
+    before those without a condition, and a variation without `channel:` before one for a
+    channel (Backline does not pick by channel; one is sent when nothing else applies)."""
+    conditional = [v for v in variations if v.get("condition")
+                   and all(values.get(c["name"]) == c.get("value") for c in v["condition"])]
+    default = [v for v in variations if not v.get("condition")]
+    for group in (conditional, default):
+        no_channel = [v for v in group if not v.get("channel")]
+        if no_channel:
+            return no_channel
+    return conditional or default
 
 
 def fill(template: Any, values: dict[str, Any]) -> Any:
@@ -177,6 +217,12 @@ def _intent_name(item: Any) -> str:
     if isinstance(item, dict):
         return str(next(iter(item)))
     return str(item)
+
+
+def _as_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    return [str(v) for v in value] if isinstance(value, list) else [str(value)]
 
 
 def _copy(value: Any) -> Any:

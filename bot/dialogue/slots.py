@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 from bot.dialogue.domain import Domain, Slot
 from bot.dialogue.tracker import Tracker
@@ -22,12 +22,16 @@ def _conditions_hold(mapping: dict[str, Any], tracker: Tracker) -> bool:
     return False
 
 
-def _intent_allowed(mapping: dict[str, Any], intent: str | None) -> bool:
+def _intent_allowed(mapping: dict[str, Any], intent: str | None, ignored: Sequence[str] = ()) -> bool:
+    """`intent:` / `not_intent:` of the mapping; `ignored`: the active form's `ignored_intents`,
+    which block the mapping unless it names the intent itself (as in Rasa)."""
     wanted = mapping.get("intent")
     if wanted:
         wanted = [wanted] if isinstance(wanted, str) else wanted
         if intent not in wanted:
             return False
+    elif intent in ignored:
+        return False
     blocked = mapping.get("not_intent")
     if blocked:
         blocked = [blocked] if isinstance(blocked, str) else blocked
@@ -36,11 +40,23 @@ def _intent_allowed(mapping: dict[str, Any], intent: str | None) -> bool:
     return True
 
 
-def _value_from_mapping(slot: Slot, mapping: dict[str, Any], tracker: Tracker) -> Any:
+def _ignored_intents(mapping: dict[str, Any], domain: Domain, tracker: Tracker) -> list[str]:
+    """The active form's `ignored_intents`, for a mapping without conditions or with one for
+    that form (Rasa's SlotMapping._get_active_loop_ignored_intents)."""
+    form = domain.forms.get(tracker.active_loop or "")
+    if form is None:
+        return []
+    conditions = mapping.get("conditions")
+    if conditions and not any(c.get("active_loop") == form.name for c in conditions):
+        return []
+    return form.ignored_intents
+
+
+def _value_from_mapping(slot: Slot, mapping: dict[str, Any], tracker: Tracker, ignored: Sequence[str]) -> Any:
     message = tracker.latest_message or {}
     intent = ((message.get("intent") or {}).get("name"))
     kind = mapping.get("type")
-    if kind == "custom" or not _conditions_hold(mapping, tracker) or not _intent_allowed(mapping, intent):
+    if kind == "custom" or not _conditions_hold(mapping, tracker) or not _intent_allowed(mapping, intent, ignored):
         return None
     if kind == "from_entity":
         values = [e.get("value") for e in message.get("entities") or []
@@ -64,7 +80,7 @@ def extract_slots(domain: Domain, tracker: Tracker) -> dict[str, Any]:
     updates: dict[str, Any] = {}
     for name, slot in domain.slots.items():
         for mapping in slot.mappings:
-            value = _value_from_mapping(slot, mapping, tracker)
+            value = _value_from_mapping(slot, mapping, tracker, _ignored_intents(mapping, domain, tracker))
             if value is None:
                 continue
             value = slot.coerce(value)

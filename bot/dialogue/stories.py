@@ -10,6 +10,8 @@ from bot.yamlio import ProjectError, line_of, plain
 
 # A step is ("intent", name) | ("action", name) | ("active_loop", name|None) | ("slot", name, value)
 Step = tuple
+# A story or rule with `or:` steps is one variant per choice; more than this is an error.
+MAX_VARIANTS = 1000
 
 
 @dataclass
@@ -52,9 +54,34 @@ def _parse_step(step: Any, path: Path, line: int, *, test: bool) -> tuple[list[S
             else:
                 out.append(("slot", str(item), True))
         return out, None, []
-    if "checkpoint" in step or "or" in step:
+    if "checkpoint" in step or "metadata" in step:
         return [], None, []  # checkpoints join stories; Backline memoizes each story on its own
     raise ProjectError(path, line, f"unknown step {sorted(step)}; use intent, action, active_loop or slot_was_set")
+
+
+Parsed = tuple[list[Step], str | None, list, int]   # steps, user text, entities, line
+
+
+def _choices(step: Any, path: Path, line: int, *, test: bool) -> list[Parsed]:
+    """The parsed step, or for `- or: [...]` each of its alternatives (as Rasa: any of them)."""
+    if not (isinstance(step, dict) and "or" in step):
+        return [(*_parse_step(step, path, line, test=test), line)]
+    options = step["or"]
+    if not isinstance(options, list) or not options or any(isinstance(o, dict) and "or" in o for o in options):
+        raise ProjectError(path, line, "`or:` needs a list of steps such as `- intent: affirm`")
+    return [(*_parse_step(option, path, line_of(options, i) or line, test=test), line_of(options, i) or line)
+            for i, option in enumerate(options)]
+
+
+def _variants(raw_steps: list, path: Path, line: int, name: str, *, test: bool) -> list[list[Parsed]]:
+    variants: list[list[Parsed]] = [[]]
+    for index, raw in enumerate(raw_steps):
+        choices = _choices(raw, path, line_of(raw_steps, index) or line, test=test)
+        variants = [variant + [choice] for variant in variants for choice in choices]
+        if len(variants) > MAX_VARIANTS:
+            raise ProjectError(path, line, f"`{name}`: its `or:` steps make more than {MAX_VARIANTS} variants; "
+                                           "split it into several")
+    return variants
 
 
 def load_stories(data: Any, path: Path, *, test: bool = False) -> list[Story]:
@@ -76,19 +103,24 @@ def load_stories(data: Any, path: Path, *, test: bool = False) -> list[Story]:
             raw_steps = item.get("steps")
             if not isinstance(raw_steps, list):
                 raise ProjectError(path, line, f"{key} `{item[key]}` needs a list of `steps:`")
-            story = Story(str(item[key]), [], str(path), line, is_rule=is_rule,
-                          conversation_start=bool(item.get("conversation_start", False)),
-                          wait_for_user_input=bool(item.get("wait_for_user_input", True)))
-            for s_index, raw in enumerate(raw_steps):
-                s_line = line_of(raw_steps, s_index) or line
-                steps, text, entities = _parse_step(raw, path, s_line, test=test)
-                for s in steps:
-                    story.steps.append(s)
-                    story.step_lines.append(s_line)
-                    story.user_texts.append(text if s[0] == "intent" else None)
-                    story.entities.append(entities if s[0] == "intent" else [])
+            conditions: list[Step] = []
             for c_index, cond in enumerate(item.get("condition") or []):
                 c_line = line_of(item["condition"], c_index) or line
-                story.conditions += _parse_step(cond, path, c_line, test=test)[0]
-            result.append(story)
+                conditions += _parse_step(cond, path, c_line, test=test)[0]
+            for variant in _variants(raw_steps, path, line, str(item[key]), test=test):
+                story = Story(str(item[key]), [], str(path), line, is_rule=is_rule, conditions=list(conditions),
+                              conversation_start=bool(item.get("conversation_start", False)),
+                              wait_for_user_input=bool(item.get("wait_for_user_input", True)))
+                for steps, text, entities, s_line in variant:
+                    for s in steps:
+                        _add_step(story, s, s_line, text if s[0] == "intent" else None,
+                                  entities if s[0] == "intent" else [])
+                result.append(story)
     return result
+
+
+def _add_step(story: Story, step: Step, line: int, text: str | None, entities: list) -> None:
+    story.steps.append(step)
+    story.step_lines.append(line)
+    story.user_texts.append(text)
+    story.entities.append(entities)

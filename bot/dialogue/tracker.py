@@ -24,7 +24,7 @@ CHECKPOINT_STEPS = 24
 # (text and intent only) so that actions still see what the user said since the session began.
 CHECKPOINT_USER_MESSAGES = 20
 _STATE_FIELDS = ("active_loop", "latest_message", "latest_action_name", "latest_input_channel",
-                 "latest_bot_text", "followup_action", "paused", "last_rejected")
+                 "followup_action", "paused", "last_rejected")
 # Actions the safety layer inserts on its own; policies look through them when matching rules.
 TRANSPARENT_ACTIONS = {ACTION_LISTEN, "action_session_start", "action_safety_alert", "action_extract_slots"}
 
@@ -160,7 +160,6 @@ class Tracker:
         self.latest_message: dict[str, Any] | None = None
         self.latest_action_name: str | None = None
         self.latest_input_channel: str | None = None
-        self.latest_bot_text: str | None = None
         self.followup_action: str | None = None
         self.paused = False
         self.last_rejected: str | None = None
@@ -190,8 +189,6 @@ class Tracker:
             self.last_rejected = event.get("name")
         elif kind == "active_loop":
             self.active_loop = event.get("name")
-        elif kind == "bot":
-            self.latest_bot_text = event.get("text")
         elif kind == "restart":
             self._reset_state()
             self._last_restart = len(self.events)

@@ -152,12 +152,9 @@ def _lemma_table(nlp: Language) -> Any:
 
 # -- entity extractor -----------------------------------------------------------------------
 
-@Language.factory("backline_entities", default_config={"use_lookup_tables": True, "use_regexes": True,
-                                                        "use_word_boundaries": True})
-def make_entities(nlp: Language, name: str, use_lookup_tables: bool, use_regexes: bool,
-                  use_word_boundaries: bool) -> "EntityExtractor":
-    return EntityExtractor(nlp, name, use_lookup_tables=use_lookup_tables, use_regexes=use_regexes,
-                           use_word_boundaries=use_word_boundaries)
+@Language.factory("backline_entities", default_config={"use_lookup_tables": True, "use_regexes": True})
+def make_entities(nlp: Language, name: str, use_lookup_tables: bool, use_regexes: bool) -> "EntityExtractor":
+    return EntityExtractor(nlp, name, use_lookup_tables=use_lookup_tables, use_regexes=use_regexes)
 
 
 class EntityExtractor:
@@ -165,13 +162,11 @@ class EntityExtractor:
     typo-corrected lemma, so "lowr backs" finds "lower back") and regexes; values mapped
     through the synonyms. Writes Rasa-shaped dicts to `doc._.entities`."""
 
-    def __init__(self, nlp: Language, name: str, *, use_lookup_tables: bool = True, use_regexes: bool = True,
-                 use_word_boundaries: bool = True) -> None:
+    def __init__(self, nlp: Language, name: str, *, use_lookup_tables: bool = True, use_regexes: bool = True) -> None:
         self.nlp = nlp
         self.name = name
         self.use_lookup_tables = use_lookup_tables
         self.use_regexes = use_regexes
-        self.use_word_boundaries = use_word_boundaries
         self.phrases: dict[str, list[str]] = {}
         self.regexes: dict[str, list[str]] = {}
         self.synonyms: dict[str, str] = {}

@@ -21,15 +21,6 @@ CLASSIFIER = "intent_classifier"
 MAX_NLU_CHARS = 5000
 RETRIEVAL_SEPARATOR = "/"
 
-# Rasa component names Backline understands; each maps onto part of the spaCy pipeline.
-TOKENIZERS = {"WhitespaceTokenizer", "SpacyTokenizer", "JiebaTokenizer", "MitieTokenizer"}
-FEATURIZERS = {"RegexFeaturizer", "LexicalSyntacticFeaturizer", "CountVectorsFeaturizer", "SpacyFeaturizer",
-               "LanguageModelFeaturizer", "ConveRTFeaturizer", "MitieFeaturizer"}
-CLASSIFIERS = {"LogisticRegressionClassifier", "DIETClassifier", "SklearnIntentClassifier",
-               "KeywordIntentClassifier", "MitieIntentClassifier"}
-EXTRACTORS = {"RegexEntityExtractor", "CRFEntityExtractor", "SpacyEntityExtractor", "DucklingEntityExtractor"}
-OTHERS = {"EntitySynonymMapper", "FallbackClassifier", "ResponseSelector", "SpacyNLP"}
-KNOWN_COMPONENTS = TOKENIZERS | FEATURIZERS | CLASSIFIERS | EXTRACTORS | OTHERS
 
 
 @dataclass
@@ -50,16 +41,13 @@ class NLUSettings:
     learn_rate: float = 0.05
 
     @classmethod
-    def from_config(cls, pipeline: list[dict[str, Any]], backline: dict[str, Any], path: Path | None = None) -> "NLUSettings":
+    def from_config(cls, pipeline: list[dict[str, Any]], backline: dict[str, Any]) -> "NLUSettings":
         s = cls(max_edits=int(backline.get("typo_tolerance", 1)), epochs=int(backline.get("epochs", 30)),
                 seed=int(backline.get("seed", 42)), hash_length=int(backline.get("hash_length", 2 ** 18)),
                 batch_size=int(backline.get("batch_size", 64)), learn_rate=float(backline.get("learn_rate", 0.05)))
         s.entities = s.synonyms = False
-        for index, comp in enumerate(pipeline):
+        for comp in pipeline:  # names were checked with the project (bot/project_keys.py)
             name = comp.get("name")
-            if name not in KNOWN_COMPONENTS:
-                raise ProjectError(path, None, f"pipeline item {index + 1}: unknown component `{name}`; "
-                                   f"Backline understands {', '.join(sorted(KNOWN_COMPONENTS))}")
             if name == "CountVectorsFeaturizer" and comp.get("analyzer") in ("char", "char_wb"):
                 s.ngram_min = int(comp.get("min_ngram", 2))
                 s.ngram_max = int(comp.get("max_ngram", 4))
@@ -181,7 +169,7 @@ class NLUModel:
             "entities": list(doc._.entities or []),
             "text_tokens": [[t.idx, t.idx + len(t)] for t in doc],
             "intent_ranking": [{"name": n, "confidence": float(c)} for n, c in ranking[:10]],
-            "response_selector": _response_selector(retrieval, top_name),
+            "response_selector": _response_selector(retrieval),
         }
         if intent["name"] == NLU_FALLBACK:
             result["intent_ranking"].insert(0, dict(intent))
@@ -199,7 +187,7 @@ class NLUModel:
                          for k, v in entities.items()],
             "text_tokens": [],
             "intent_ranking": [{"name": base, "confidence": 1.0}],
-            "response_selector": _response_selector(retrieval, base),
+            "response_selector": _response_selector(retrieval),
         }
         if message_id is not None:
             result["message_id"] = message_id
@@ -234,7 +222,7 @@ def parse_intent_payload(text: str) -> tuple[str, dict[str, Any]] | None:
     return match.group("intent"), entities
 
 
-def _response_selector(retrieval: dict[str, list[tuple[str, float]]], top_intent: str) -> dict[str, Any]:
+def _response_selector(retrieval: dict[str, list[tuple[str, float]]]) -> dict[str, Any]:
     selector: dict[str, Any] = {"all_retrieval_intents": sorted(retrieval)}
     for base, options in retrieval.items():
         total = sum(score for _, score in options) or 1.0

@@ -92,14 +92,6 @@ class TrackerStore(abc.ABC):
         """Erase every trace of the conversation; True if it existed."""
 
     @abc.abstractmethod
-    async def exists(self, sender_id: str) -> bool:
-        """True if the conversation has at least one event."""
-
-    @abc.abstractmethod
-    async def senders(self) -> list[str]:
-        """The ids of all stored conversations."""
-
-    @abc.abstractmethod
     async def purge(self, older_than: float) -> int:
         """Delete conversations whose latest event is older than `older_than` (unix seconds)."""
 

@@ -53,12 +53,6 @@ class InMemoryTrackerStore(TrackerStore):
         self._checkpoints.pop(sender_id, None)
         return self._events.pop(sender_id, None) is not None
 
-    async def exists(self, sender_id: str) -> bool:
-        return sender_id in self._events
-
-    async def senders(self) -> list[str]:
-        return list(self._events)
-
     async def purge(self, older_than: float) -> int:
         stale = [sender for sender, latest in self._latest.items() if latest < older_than]
         for sender in stale:

@@ -3,7 +3,7 @@ and ticket locks shared by every worker (RedisLockStore).
 
 Keys (with the Rasa-style prefix, `tracker:` by default or `<key_prefix>:tracker:`):
 `<prefix><sender_id>` is the event list; `<prefix-base>tracker-activity` is a sorted set of
-sender ids scored by their latest event time, which `senders` and `purge` read;
+sender ids scored by their latest event time, which `purge` reads;
 `<prefix-base>tracker-checkpoint:<sender_id>` is a hash (`seq`, `state`) of its checkpoint.
 """
 
@@ -187,19 +187,6 @@ class RedisTrackerStore(TrackerStore):
         except _CONNECTION_ERRORS as error:
             raise self._unavailable(error) from error
         return bool(deleted or removed)
-
-    async def exists(self, sender_id: str) -> bool:
-        try:
-            return bool(await self._redis.exists(self._key(sender_id)))
-        except _CONNECTION_ERRORS as error:
-            raise self._unavailable(error) from error
-
-    async def senders(self) -> list[str]:
-        try:
-            members = await self._redis.zrange(self._activity, 0, -1)
-        except _CONNECTION_ERRORS as error:
-            raise self._unavailable(error) from error
-        return [member.decode() if isinstance(member, bytes) else member for member in members]
 
     async def purge(self, older_than: float) -> int:
         try:

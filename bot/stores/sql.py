@@ -1,10 +1,9 @@
-"""Conversations in PostgreSQL (several workers share it); also where the SQL tables and the
-endpoints.yml `type: sql` settings are read (the SQLite default is bot/stores/sqlite.py).
+"""Conversations in PostgreSQL (several workers share it); also where the endpoints.yml
+`type: sql` settings are read (the SQLite default is bot/stores/sqlite.py; the tables of both
+are bot/stores/tables.py).
 
-One row per event in `conversation_events` (unique on sender_id + seq) and one row per
-conversation in `conversations`, which hands out sequence numbers and remembers the latest
-event time for `purge`. An append is one transaction: the conversation row is bumped (and
-row-locked) first, so concurrent appends to one conversation queue up instead of colliding.
+An append is one transaction: the conversation row is bumped (and row-locked) first, so
+concurrent appends to one conversation queue up instead of colliding.
 """
 
 from __future__ import annotations
@@ -16,23 +15,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import (
-    BigInteger,
-    Column,
-    Float,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
-    UniqueConstraint,
-    case,
-    delete,
-    exc,
-    insert,
-    select,
-    text,
-)
+from sqlalchemy import case, delete, exc, insert, select, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
@@ -47,30 +30,7 @@ from bot.stores.base import (
     stale,
     unavailable,
 )
-
-metadata = MetaData()
-
-conversations = Table(
-    "conversations",
-    metadata,
-    Column("sender_id", String(255), primary_key=True),
-    Column("last_seq", Integer, nullable=False),
-    Column("latest_timestamp", Float, nullable=False, index=True),
-    Column("checkpoint_seq", Integer, nullable=False, server_default="0"),
-    Column("checkpoint", Text, nullable=True),
-)
-
-conversation_events = Table(
-    "conversation_events",
-    metadata,
-    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
-    Column("sender_id", String(255), nullable=False),
-    Column("seq", Integer, nullable=False),
-    Column("type_name", String(255), nullable=False),
-    Column("timestamp", Float, nullable=False),
-    Column("data", Text, nullable=False),
-    UniqueConstraint("sender_id", "seq", name="uq_conversation_events_sender_seq"),
-)
+from bot.stores.tables import ADDED_COLUMNS, added_column, conversation_events, conversations, metadata
 
 # Serialises schema creation between workers starting at the same time (PostgreSQL).
 _SCHEMA_LOCK_KEY = 0x6261636B  # "back"
@@ -79,9 +39,6 @@ _CONNECTION_ERRORS = (exc.OperationalError, exc.InterfaceError, OSError, Timeout
 # SQLSTATE classes that mean "the server cannot serve now" (connection exception, operator
 # intervention: "the database system is shutting down", admin shutdown): try again later.
 _UNAVAILABLE_SQLSTATES = ("08", "57")
-# Columns added after the first release; older databases get them at start.
-_ADD_COLUMNS = ("ALTER TABLE conversations ADD COLUMN IF NOT EXISTS checkpoint_seq INTEGER NOT NULL DEFAULT 0",
-                "ALTER TABLE conversations ADD COLUMN IF NOT EXISTS checkpoint TEXT")
 
 
 def _sqlstate(error: BaseException) -> str:
@@ -165,10 +122,6 @@ class SQLTrackerStore(TrackerStore):
             connect_args={"timeout": 5.0, "command_timeout": 30.0},
         )
 
-    @classmethod
-    def from_config(cls, config: dict[str, Any], project_root: Path) -> "SQLTrackerStore":
-        return cls(sql_url(config, project_root))
-
     @contextlib.asynccontextmanager
     async def _guard(self) -> AsyncIterator[None]:
         """Turn connection failures into StoreUnavailable (rolled back, nothing saved)."""
@@ -189,8 +142,9 @@ class SQLTrackerStore(TrackerStore):
         async with self._guard(), self._engine.begin() as conn:
             await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK_KEY})
             await conn.run_sync(metadata.create_all)
-            for statement in _ADD_COLUMNS:
-                await conn.execute(text(statement))
+            for name in ADDED_COLUMNS:  # older databases get the columns added since
+                spec = added_column(name, conn.dialect)
+                await conn.execute(text(f"ALTER TABLE conversations ADD COLUMN IF NOT EXISTS {spec}"))
         self._schema_ready = True
 
     @contextlib.asynccontextmanager
@@ -296,15 +250,6 @@ class SQLTrackerStore(TrackerStore):
                 delete(conversation_events).where(conversation_events.c.sender_id == sender_id)
             )
         return bool(gone.rowcount or events_gone.rowcount)
-
-    async def exists(self, sender_id: str) -> bool:
-        query = select(conversations.c.sender_id).where(conversations.c.sender_id == sender_id)
-        async with self._reader() as conn:
-            return (await conn.execute(query)).first() is not None
-
-    async def senders(self) -> list[str]:
-        async with self._reader() as conn:
-            return list((await conn.execute(select(conversations.c.sender_id))).scalars().all())
 
     async def purge(self, older_than: float) -> int:
         async with self._transaction() as conn:

@@ -6,8 +6,8 @@ write is in progress are committed together in the next transaction (group commi
 sync for all of them): each append is still all-or-nothing, and a reply is only sent after its
 events are committed. Reads (a turn's window: a few dozen rows) run on the event loop through a
 second, memory-mapped connection: WAL lets them go on while a commit waits for the disk, and
-they cost less than a handoff to a thread. Same tables as the PostgreSQL store
-(bot/stores/sql.py), so data can move between them.
+they cost less than a handoff to a thread. Same tables as the PostgreSQL store (both made
+from bot/stores/tables.py), so data can move between them.
 
 Durability: `synchronous=FULL` by default (endpoints.yml `tracker_store: {synchronous: normal}`
 trades it for speed): every commit is on disk before its reply is sent, so acknowledged turns
@@ -28,6 +28,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
 
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+
 from bot.stores.base import (
     StoreUnavailable,
     TrackerStore,
@@ -38,32 +40,14 @@ from bot.stores.base import (
     stale,
     unavailable,
 )
+from bot.stores.tables import ADDED_COLUMNS, added_column, create_statements
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 SYNCHRONOUS = ("full", "normal", "extra")
-# Columns added after the first release; older files get them on open.
-_ADDED_COLUMNS = {"checkpoint_seq": "INTEGER NOT NULL DEFAULT 0", "checkpoint": "TEXT"}
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS conversations (
-    sender_id VARCHAR(255) NOT NULL PRIMARY KEY,
-    last_seq INTEGER NOT NULL,
-    latest_timestamp FLOAT NOT NULL,
-    checkpoint_seq INTEGER NOT NULL DEFAULT 0,
-    checkpoint TEXT
-);
-CREATE INDEX IF NOT EXISTS ix_conversations_latest_timestamp ON conversations (latest_timestamp);
-CREATE TABLE IF NOT EXISTS conversation_events (
-    id INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,
-    sender_id VARCHAR(255) NOT NULL,
-    seq INTEGER NOT NULL,
-    type_name VARCHAR(255) NOT NULL,
-    timestamp FLOAT NOT NULL,
-    data TEXT NOT NULL,
-    CONSTRAINT uq_conversation_events_sender_seq UNIQUE (sender_id, seq)
-);
-"""
+# The tables of bot/stores/tables.py as SQLite writes them (the PostgreSQL store uses the same).
+_DIALECT = sqlite_dialect.dialect()
+SCHEMA = create_statements(_DIALECT)
 UPSERT = """
 INSERT INTO conversations (sender_id, last_seq, latest_timestamp) VALUES (?, ?, ?)
 ON CONFLICT (sender_id) DO UPDATE SET
@@ -156,10 +140,6 @@ class SQLiteTrackerStore(TrackerStore):
         except (sqlite3.Error, OSError) as error:
             raise unavailable(self.display_url, error) from error
 
-    async def run_on_connection(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `fn(connection)` in the store's thread (maintenance and tests)."""
-        return await self._run(fn)
-
     # -- TrackerStore ---------------------------------------------------------------------------
 
     async def load(self, sender_id: str) -> list[dict]:
@@ -240,13 +220,6 @@ class SQLiteTrackerStore(TrackerStore):
 
         return await self._run(erase)
 
-    async def exists(self, sender_id: str) -> bool:
-        return await self._read(lambda c: c.execute(
-            "SELECT 1 FROM conversations WHERE sender_id = ?", (sender_id,)).fetchone() is not None)
-
-    async def senders(self) -> list[str]:
-        return await self._read(lambda c: [s for (s,) in c.execute("SELECT sender_id FROM conversations")])
-
     async def purge(self, older_than: float) -> int:
         def purge(c: sqlite3.Connection) -> int:
             with _transaction(c):
@@ -298,13 +271,12 @@ def _prepare(conn: sqlite3.Connection, synchronous: str = "full") -> None:
     # Take the write lock before reading the schema: two processes creating it at once would
     # otherwise both upgrade a read lock, and SQLite refuses one without waiting.
     with _transaction(conn):
-        for statement in SCHEMA.split(";"):
-            if statement.strip():
-                conn.execute(statement)
+        for statement in SCHEMA:
+            conn.execute(statement)
         have = {row[1] for row in conn.execute("PRAGMA table_info(conversations)")}
-        for name, decl in _ADDED_COLUMNS.items():
+        for name in ADDED_COLUMNS:  # files of older releases get the columns added since
             if name not in have:
-                conn.execute(f"ALTER TABLE conversations ADD COLUMN {name} {decl}")
+                conn.execute(f"ALTER TABLE conversations ADD COLUMN {added_column(name, _DIALECT)}")
 
 
 def _clear_wal(conn: sqlite3.Connection, wait: float) -> bool:
