@@ -32,6 +32,9 @@ DEFAULT_SETTINGS: dict[str, Any] = {
 }
 
 
+# Channels served when a project has no credentials.yml, as `rasa run` serves rest and socketio.
+DEFAULT_CHANNELS: dict[str, Any] = {"rest": None, "socketio": None}
+
 @dataclass
 class Project:
     root: Path
@@ -116,7 +119,11 @@ def load_project(root: Path | str = ".", *, strict: bool = True) -> Project:
     raw_domain = load_yaml(root / "domain.yml")
     domain = Domain.from_yaml(raw_domain, root / "domain.yml")
     raw_endpoints = load_yaml(root / "endpoints.yml", required=False) or {}
-    raw_credentials = load_yaml(root / "credentials.yml", required=False) or {}
+    raw_credentials = load_yaml(root / "credentials.yml", required=False)
+    if raw_credentials is None:
+        raw_credentials = dict(DEFAULT_CHANNELS)        # no credentials.yml (or an empty one): both channels
+    if not isinstance(raw_credentials, dict):
+        raise ProjectError(root / "credentials.yml", 1, "credentials.yml must be a mapping of channel names")
     findings = (project_keys.check_config(config, root / "config.yml", DEFAULT_SETTINGS)
                 + project_keys.check_domain(raw_domain, root / "domain.yml")
                 + project_keys.check_endpoints(raw_endpoints, root / "endpoints.yml")

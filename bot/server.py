@@ -42,6 +42,7 @@ from bot.channels.openapi import openapi_document
 from bot.channels.rest import rest_blueprint
 from bot.channels.socketio import SocketIOChannel
 from bot.channels.widget import widget_blueprint
+from bot.project import DEFAULT_CHANNELS
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ def create_app(agent: Any, credentials: dict[str, Any] | None = None, *, token: 
     """
     from bot.agent import UserMessage  # the engine; imported late so `bot.server` stays cheap
 
-    credentials = dict(credentials) if credentials is not None else {"rest": None, "socketio": None}
+    credentials = dict(credentials) if credentials is not None else dict(DEFAULT_CHANNELS)
     origins = list(cors_origins or []) + [o for o in cors_from_credentials(credentials)
                                           if o not in (cors_origins or [])]
     cors = Cors(tuple(origins))
@@ -210,25 +211,11 @@ def create_app(agent: Any, credentials: dict[str, Any] | None = None, *, token: 
 
 # -- running it ---------------------------------------------------------------------------------
 
-def load_credentials(root: Path) -> dict[str, Any]:
-    import yaml
-
-    path = Path(root) / "credentials.yml"
-    if not path.exists():
-        return {"rest": None, "socketio": None}
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    if data is None:
-        return {"rest": None, "socketio": None}
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}:1: credentials.yml must be a mapping of channel names")
-    return data
-
-
 def _app_from_root(root: Path, opts: dict[str, Any]) -> Sanic:
     from bot.agent import Agent
 
     agent = Agent.load(root)
-    app = create_app(agent, load_credentials(root), **opts)
+    app = create_app(agent, agent.project.credentials, **opts)   # read once, by bot/project.py
 
     @app.after_server_start
     async def start_retention(app: Sanic) -> None:

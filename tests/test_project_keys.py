@@ -438,3 +438,20 @@ def test_a_store_backline_does_not_have_is_an_error(tmp_path: Path) -> None:
         load_project(root)
     assert str(raised.value) == (f"{at(root, 'endpoints.yml', 'type: mongod')}: `tracker_store: type: mongod` is not a "
                                  "store Backline has; use one of memory, redis, sql (`bot run` refuses it)")
+
+
+@pytest.mark.parametrize("credentials_yml", [None, "", "# only a comment\n"])
+def test_without_credentials_both_channels_are_served(tmp_path: Path, credentials_yml: str | None) -> None:
+    root = write_project(tmp_path)
+    if credentials_yml is None:
+        (root / "credentials.yml").unlink()
+    else:
+        (root / "credentials.yml").write_text(credentials_yml)
+    assert load_project(root).credentials == {"rest": None, "socketio": None}
+
+
+def test_credentials_that_are_not_a_mapping_stop_loading_at_the_file(tmp_path: Path) -> None:
+    root = write_project(tmp_path, credentials_yml="- rest\n- socketio\n")
+    with pytest.raises(ProjectError) as raised:
+        load_project(root)
+    assert str(raised.value) == f"{root / 'credentials.yml'}:1: credentials.yml must be a mapping of channel names"

@@ -19,7 +19,7 @@ import socketio
 import websockets
 
 from bot.channels.socketio import socketio_messages, verify_jwt
-from bot.server import ServerLoop, create_app, load_credentials
+from bot.server import ServerLoop, create_app
 
 ROOT = Path(__file__).resolve().parents[1]
 JWT_KEY = "jwt-test-key"
@@ -35,7 +35,7 @@ def server(tmp_path_factory: pytest.TempPathFactory):
     store = create_tracker_store({"type": "sql", "dialect": "sqlite",
                                   "db": str(tmp / "conversations.db")}, tmp)
     agent = Agent.load(ROOT, tracker_store=store)
-    project_creds = load_credentials(ROOT)  # the repository's credentials.yml, as `bot run` uses
+    project_creds = agent.project.credentials  # the repository's credentials.yml, as `bot run` uses
     webchat = {**project_creds, "socketio": {**(project_creds.get("socketio") or {}),
                                              "session_persistence": True,
                                              "metadata_key": "customData"}}

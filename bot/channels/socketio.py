@@ -413,9 +413,6 @@ class SocketIOChannel:
         return [sid for sid, _ in self.sio.manager.get_participants(ns, room)
                 if self.sio.manager.is_connected(sid, ns)]
 
-    def _has_listeners(self, room: str) -> bool:
-        return bool(self._listeners(room))
-
     def _keep(self, session_id: str, payload: Any, at: float | None = None) -> None:
         queue = self._pending.pop(session_id, None) or deque(maxlen=PENDING_PER_SESSION)
         queue.append((time.monotonic() if at is None else at, payload))
