@@ -164,3 +164,76 @@ def test_a_bare_yes_is_asked_which_then_each_sign() -> None:
 def test_not_sure_asks_each_sign_at_once() -> None:
     _, slots = checklist_answer("not sure", "skip")
     assert slots["screen_emergency"] == "unclear"
+
+
+# --------------------------------------------------------------------------- answers read with their question
+
+MID_FORM = {"triage_level": "routine", "patient_facts": {"patient": "self", "back": True}}
+
+
+@pytest.mark.parametrize("slot, text", [
+    ("screen_night_pain", "sleep ok if i lie on my side"),
+    ("screen_night_pain", "sleeps like a log, hes a teenager"),
+    ("screen_leg", "walking fine"),
+    ("screen_bladder_bowel", "all normal down there"),
+])
+def test_an_answer_that_all_is_well_is_a_no(slot: str, text: str) -> None:
+    _, slots = apply({**MID_FORM, "requested_slot": slot}, text, "inform", FORM)
+    assert slots[slot] is False and not slots.get("red_flags")
+
+
+@pytest.mark.parametrize("slot, text", [
+    ("screen_night_pain", "fine in the day but at night nothing helps"),
+    ("screen_night_pain", "not feeling ok at all"),
+    ("screen_night_pain", "ok"),                     # an acknowledgement, not an answer
+    ("screen_urgent", "sleep ok"),                   # one item of a grouped question says nothing of the rest
+])
+def test_all_is_well_words_with_a_contrast_a_negation_or_alone_are_not_a_no(slot: str, text: str) -> None:
+    _, slots = apply({**MID_FORM, "requested_slot": slot}, text, "inform", FORM)
+    assert slots.get(slot) in (None, "unclear") or slots.get(slot) is True
+
+
+@pytest.mark.parametrize("text", ["just slipped over, landed flat on my bum", "tripped on the kerb, fell from standing"])
+def test_a_small_fall_answering_the_serious_fall_question_is_a_no_and_is_kept(text: str) -> None:
+    decision, slots = apply({**MID_FORM, "requested_slot": "screen_injury"}, text, "inform", FORM)
+    assert slots["screen_injury"] is False and not decision.alerts
+    assert "minor_mechanism" in slots["patient_facts"]["seen"]
+    # the slip still counts with thin bones said later
+    _, later = apply({**slots, "requested_slot": "screen_bones"}, "yes I have osteoporosis", "affirm", FORM)
+    assert later["red_flags"] == ["minor_trauma_risk"]
+
+
+def test_a_serious_fall_answering_the_question_is_still_a_yes() -> None:
+    decision, slots = apply({**MID_FORM, "requested_slot": "screen_injury"}, "I fell down the whole flight of stairs",
+                            "inform", FORM)
+    assert slots["red_flags"] == ["major_trauma"] and decision.stop
+
+
+@pytest.mark.parametrize("text, present", [("47", False), ("38 years.", False), ("she's 83", True), ("82", True)])
+def test_an_age_answers_the_over_70_question(text: str, present: bool) -> None:
+    facts = {"patient": "other" if "she" in text else "self", "back": True, "seen": ["minor_mechanism"]}
+    _, slots = apply({**MID_FORM, "patient_facts": facts, "requested_slot": "screen_bones"}, text, "inform", FORM)
+    assert slots["screen_bones"] is present
+    assert ("minor_trauma_risk" in (slots.get("red_flags") or [])) is present
+
+
+def test_an_age_over_70_in_the_grouped_question_names_that_item() -> None:
+    facts = {"patient": "self", "back": True, "seen": ["minor_mechanism"]}
+    _, slots = apply({**MID_FORM, "patient_facts": facts, "requested_slot": "screen_urgent"}, "74", "inform", FORM)
+    assert slots["red_flags"] == ["minor_trauma_risk"] and slots["screen_urgent"] == "found"
+
+
+def test_a_past_event_answering_did_this_start_after_is_a_no() -> None:
+    _, slots = apply({**MID_FORM, "requested_slot": "screen_injury"},
+                     "not recently, I was in a car accident in 2011 but I was fine after", "inform", FORM)
+    assert slots["screen_injury"] is False and not slots.get("red_flags")
+
+
+def test_a_safety_question_answered_with_neither_is_asked_again_then_counts_as_not_sure() -> None:
+    decision, slots = apply(MID_FORM, "my left arm feels heavy and numb")
+    assert decision.question.sign == "chest_pain"
+    again, slots = apply(slots, "what do you mean by that", "inform")
+    assert again.question.sign == "chest_pain" and again.question.text.startswith("Sorry, I need a yes or no")
+    assert slots["safety_question"] == "chest_pain" and not slots.get("red_flags")
+    last, slots = apply(slots, "what do you mean by that", "inform")
+    assert slots["red_flags"] == ["chest_pain"] and last.stop      # doubt wins

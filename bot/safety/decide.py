@@ -124,7 +124,7 @@ class SafetyLayer:
         negated = list(screen.negated)
 
         checklist = self.checklists.get(requested) if not open_question else None
-        answer = read_answer(text, intent, self.answers) if (asked or checklist) else None
+        answer = read_answer(text, intent, self.answers, single=bool(asked)) if (asked or checklist) else None
         unclear = dict(facts.get("unclear") or {})
         if asked and asked not in present:
             if answer in (YES, UNSURE):
@@ -145,8 +145,19 @@ class SafetyLayer:
                 outcome = "unclear" if unclear[requested] >= MAX_UNCLEAR else None
             if outcome is not None and slots.get(requested) is None:
                 decision.events.append(_slot(requested, outcome))
+        reask = None
         if open_question:
             decision.answered = answer is not None or open_question in present or open_question in negated
+            if not decision.answered and open_question != CRISIS_SIGN and not _not_an_answer(intent):
+                # neither yes nor no ("a car accident, years ago"): asked once more, then not sure
+                key = f"safety:{open_question}"
+                unclear[key] = unclear.get(key, 0) + 1
+                if unclear[key] >= MAX_UNCLEAR:
+                    present.append(open_question)
+                    decision.answered = True
+                elif open_question in self.signs:
+                    reask = Question(open_question, self.answers.reask.format(
+                        question=self.signs[open_question].question))
             if decision.answered or open_question == CRISIS_SIGN:
                 decision.events.append(_slot("safety_question", None))
 
@@ -195,7 +206,7 @@ class SafetyLayer:
 
         # a sign that is only suspected is asked about at once (never left unasked)
         if not decision.stop:
-            question = self._question(screen, slots, flags + new_flags, new_facts, open_question)
+            question = self._question(screen, slots, flags + new_flags, new_facts, open_question) or reask
             if question is not None:
                 decision.question = question
                 decision.events.append(_slot("safety_question", question.sign))

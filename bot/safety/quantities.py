@@ -151,6 +151,8 @@ def _age(tokens, lemmas, n, asked):
         return Quantity(AGE, n.value, n.start, n.end + 2)
     if unit in ("year", "yr", "yrs") and (prev in _BE and prev2 in _PERSONS) and n.value >= 13:
         return Quantity(AGE, n.value, n.start, n.end + 1)                    # "I am 61 years"
+    if unit in ("year", "yr", "yrs") and asked == "age" and n.value >= 13:
+        return Quantity(AGE, n.value, n.start, n.end + 1)                    # "38 years" answering the age
     if unit in DURATION_UNITS:
         return None
     if prev in ("aged", "age", "turned", "turning") or (prev == "(" and unit == ")"):

@@ -25,7 +25,7 @@ DEFAULT_WINDOW = 12
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _SIGN_KEYS = {"level", "screen_slot", "question", "reason", "source", "topic", "when", "unless", "suspect",
               "whose", "back_only", "historical", "facts", "window", "negation", "denied_by", "denial",
-              "examples"}
+              "lesser", "asks_age", "examples"}
 _EXAMPLE_KINDS = {"present", "absent", "asked"}
 
 
@@ -63,6 +63,8 @@ class Sign:
     ignore_negation: bool = False    # negation words don't cancel it; only `denied_by` concepts do
     denied_by: frozenset[str] = frozenset()
     denial: frozenset[str] = frozenset()   # a clear "no" about these answers the question unasked
+    lesser: frozenset[str] = frozenset()   # in an answer to its question, a lesser version: a no
+    asks_age: int | None = None            # its question asks "are you over N?": an age answers that
     examples: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
@@ -258,6 +260,10 @@ def load_signs(path: Path, concepts: set[str]) -> tuple[dict[str, Sign], dict[st
         negation = spec.get("negation", "applies")
         if negation not in ("applies", "ignore"):
             raise where.error(spec.lines["negation"], f"{what}: negation is `applies` or `ignore`")
+        asks_age = spec.get("asks_age")
+        if asks_age is not None and (not isinstance(asks_age, int) or isinstance(asks_age, bool)
+                                     or not 1 <= asks_age <= 120):
+            raise where.error(spec.lines["asks_age"], f"{what}: asks_age is an age in years (1 to 120)")
         examples: dict[str, tuple[str, ...]] = {}
         if "examples" in spec:
             ex = where.mapping(spec["examples"], spec.lines["examples"], f"{what} `examples`")
@@ -276,6 +282,7 @@ def load_signs(path: Path, concepts: set[str]) -> tuple[dict[str, Sign], dict[st
             facts=_names(where, spec, "facts", what, known), window=window,
             ignore_negation=negation == "ignore", denied_by=_names(where, spec, "denied_by", what, known),
             denial=_names(where, spec, "denial", what, known),
+            lesser=_names(where, spec, "lesser", what, known), asks_age=asks_age,
             examples=examples)
     if CRISIS_SIGN not in signs:
         raise where.error(block.line, f"sign `{CRISIS_SIGN}` is missing; the crisis reply depends on it")

@@ -135,7 +135,11 @@ class Screener:
         text = self.text(message)
         if not len(text):
             return Screen()
-        quantities = read_quantities(text, asked_slot)
+        # a question (or a grouped one) that asks "are you over 70?": a bare number is an age
+        in_group = [self.signs[s] for s in self.rules.checklists.get(asked_slot or "", ()) if not asked]
+        age_question = next((s for s in ([self.signs[asked]] if asked in self.signs else in_group)
+                             if s.asks_age is not None), None)
+        quantities = read_quantities(text, "age" if age_question is not None else asked_slot)
         mentions = self._mentions(text, quantities)
         # A negation inside a longer concept term ("can't move", "no feeling") is part of that
         # term, not a negation of anything else in the sentence.
@@ -180,16 +184,36 @@ class Screener:
                     screen.facts.add(m.concept)
         known = facts | screen.facts
         for sign in self.signs.values():
-            implied = sign.topic if sign.id == asked else frozenset()
-            screen.findings += self._sign(sign, text, by_concept, mods, implied, known, patient_now, screen)
+            lesser = self._lesser(sign, by_concept, mods, patient_now) if sign.id == asked else []
+            # "just slipped over" answering "a serious fall?": the topic is not taken as said
+            implied = sign.topic if sign.id == asked and not lesser else frozenset()
+            found = self._sign(sign, text, by_concept, mods, implied, known, patient_now, screen, sign.id == asked)
+            screen.findings += found
             concepts = sign.topic if sign.id == asked else sign.denial
             screen.findings += self._topic_denial(sign, concepts, text, by_concept, mods, patient_now)
+            if lesser and not any(f.status == PRESENT for f in found):
+                m = lesser[0]
+                screen.findings.append(Finding(sign.id, sign.level, NEGATED_SIGN, patient_now,
+                                               message_slice(text, m.start, m.end), via="question"))
         for q in quantities:
             if q.kind == AGE:
                 m = Mention("age", q.start, q.end, text.clause[q.start], text.sentence[q.start])
                 if _counts(mods.subject((m,)), patient_now) and NEGATED not in mods.of((m,)):
                     screen.age = q.value
+        if age_question is not None and screen.age is not None and age_question.id not in screen.present \
+                and (age_question.id == asked or screen.age >= age_question.asks_age):
+            # "47" answering "...or are you over 70?": the age answers the question, "82" a yes
+            # (in a grouped question only a yes: the age says nothing of the other items)
+            status = NEGATED_SIGN if screen.age < age_question.asks_age else PRESENT
+            screen.findings.append(Finding(age_question.id, age_question.level, status, patient_now,
+                                           str(int(screen.age)), via="question"))
         return screen
+
+    @staticmethod
+    def _lesser(sign: Sign, by_concept: "Mentions", mods: "_ModCache", patient: str) -> list[Mention]:
+        """Mentions of the sign's lesser version said as the patient's and not negated."""
+        return [m for c in sign.lesser for m in by_concept.get(c, ())
+                if NEGATED not in mods.of((m,)) and _counts(mods.subject((m,)), patient)]
 
     # -- whose words (for the actions: someone else's medicine, who a report is about) ----------
 
@@ -251,7 +275,8 @@ class Screener:
         return out
 
     def _sign(self, sign: Sign, text: Text, by_concept: dict[str, list[Mention]], mods: "_ModCache",
-              implied: frozenset[str], facts: frozenset[str], patient: str, screen: Screen) -> list[Finding]:
+              implied: frozenset[str], facts: frozenset[str], patient: str, screen: Screen,
+              asked: bool = False) -> list[Finding]:
         found: list[Finding] = []
         earlier = facts & sign.facts
         denials = [(m.start, m.end) for c in sign.denied_by for m in by_concept.get(c, ())]
@@ -259,7 +284,7 @@ class Screener:
             for members, via in _matches(combo, by_concept, text, sign.window, implied, earlier, mods):
                 if any(_overlaps(m, denials) for m in members):
                     continue                    # the words belong to a denial ("not suicidal")
-                finding = self._judge(sign, combo, members, via, suspect, text, by_concept, mods, patient, screen)
+                finding = self._judge(sign, combo, members, via, suspect, text, by_concept, mods, patient, screen, asked)
                 if finding is not None:
                     found.append(finding)
         for concept in sign.denied_by:          # "I'm not suicidal": a clear no
@@ -271,7 +296,7 @@ class Screener:
 
     def _judge(self, sign: Sign, combo: Combo, members: tuple[Mention, ...], via: str, suspect: bool,
                text: Text, by_concept: dict[str, list[Mention]], mods: "_ModCache", patient: str,
-               screen: Screen) -> Finding | None:
+               screen: Screen, asked: bool = False) -> Finding | None:
         clauses = {m.clause for m in members}
         spans = [(m.start, m.end) for m in members]
         sentence = members[0].sentence if members else 0
@@ -292,6 +317,9 @@ class Screener:
         if not _counts(subject, patient) and not sign.anyone:
             return None                    # someone else's history ("my dad had cancer")
         if HISTORICAL in found and not sign.keep_historical:
+            if asked:                      # "a car accident in 2011" answering "did this start after...?"
+                return Finding(sign.id, sign.level, NEGATED_SIGN, subject, message_slice(text, *_span(members)),
+                               via="question")
             return None                    # "a fever last year": not a sign now; the form still asks
         start, end = (min(s for s, _ in spans), max(e for _, e in spans)) if spans else (0, 0)
         words = message_slice(text, start, end) if spans else ""
@@ -312,6 +340,10 @@ class Screener:
                     out.append(Finding(sign.id, sign.level, NEGATED_SIGN, patient, message_slice(text, m.start, m.end),
                                        via="question"))
         return out
+
+
+def _span(members: tuple[Mention, ...]) -> tuple[int, int]:
+    return (min(m.start for m in members), max(m.end for m in members)) if members else (0, 0)
 
 
 def _prefixed_words(rules: Rules) -> set[str]:
