@@ -55,6 +55,7 @@ ANSWER_BLOCKING_INTENTS = {
 TRIGGER_TEXT_INTENTS = {"inform", "report_symptom", "affirm", "nlu_fallback", None}
 
 MAX_TEXT = 200
+COPING = "coping"
 
 
 def _latest(tracker: Tracker) -> Tuple[Optional[str], str]:
@@ -82,8 +83,19 @@ def required(domain_slots: List[Text], tracker: Tracker) -> List[Text]:
         sign = safety_layer().screen_slots.get(slot)
         if slot in singles and sign not in unclear:
             continue
+        if slot == COPING and not long_standing(tracker.get_slot("duration")):
+            continue
         keep.append(slot)
     return keep
+
+
+def long_standing(duration: Any) -> bool:
+    """Whether the pain has lasted long enough for the coping question (knowledge/questions.yml
+    `coping: ask_after_weeks`)."""
+    if duration in (None, NOT_GIVEN):
+        return False
+    weeks = parse_duration(duration).weeks
+    return weeks is not None and weeks >= get_knowledge().questions[COPING].extra["ask_after_weeks"]
 
 
 class ValidateSymptomForm(FormValidationAction):
@@ -205,6 +217,17 @@ class ValidateSymptomForm(FormValidationAction):
         if not text.startswith("/") and _score(text, tracker.get_slot("requested_slot") == "severity") is None:
             return {"severity": None}      # a number that measures something else ("5 or 6 days", "81")
         return {"severity": format_score(score)}
+
+    def validate_coping(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> SlotDict:
+        # any words answer it (the safety layer has already read them); a question or "why?"
+        # in their place is answered first and the question comes back
+        intent, _ = _latest(tracker)
+        if value == NOT_GIVEN:
+            return {"coping": NOT_GIVEN}
+        if (intent or "").split("/")[0] in ANSWER_BLOCKING_INTENTS:
+            return {"coping": None}
+        text = str(value or "").strip()[:MAX_TEXT]
+        return {"coping": text or None}
 
     def validate_trigger(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> SlotDict:
         if isinstance(value, list):

@@ -716,7 +716,11 @@ def test_is_it_serious_asks_only_the_danger_sign_checks(executor, domain) -> Non
     honest = domain["responses"]["utter_serious_honest"][0]["text"]
     assert "can't" in honest and "questions" in honest
     form_slots = domain["forms"]["symptom_form"]["required_slots"]
-    assert [s for s in form_slots if not s.startswith("screen_")] == ["body_part", "duration", "severity", "trigger"]
+    # the coping question is asked only for long-standing pain, which a duration not given is not
+    assert [s for s in form_slots if not s.startswith("screen_")] == ["body_part", "duration", "severity", "trigger",
+                                                                        "coping"]
+    from actions.form import long_standing
+    assert not long_standing(slots["duration"])
 
 
 def test_is_it_serious_inside_the_form_lets_the_rule_resume_it(executor, domain) -> None:

@@ -189,3 +189,39 @@ def test_carry_over_slots_to_new_session_keeps_the_slots(agent, loop, carry_over
     assert "not a doctor" in replies[0]["text"]
     kept = {"body_part": "neck", "duration": "2 weeks"} if carry_over else {"body_part": None, "duration": None}
     assert {name: tracker.slots[name] for name in kept} == kept
+
+
+# --------------------------------------------------------------------------- how someone copes with long-standing pain
+
+def _words(replies: list[dict]) -> str:
+    return " ".join(r.get("text") or "" for r in replies)
+
+
+def _to_coping(chat, sender: str, duration: str) -> str:
+    chat(f"my lower back has ached for {duration}", sender)
+    chat("none of these", sender)
+    chat("lower back", sender)
+    chat("5", sender)
+    chat("nothing in particular", sender)
+    return _words(chat("none of them", sender))
+
+
+def test_long_standing_pain_is_asked_how_the_person_copes_and_a_hopeless_answer_gets_the_crisis_question(chat) -> None:
+    sender = f"coping-{uuid.uuid4().hex[:8]}"
+    assert "How are you coping" in _to_coping(chat, sender, "6 months")
+    reply = _words(chat("honestly I don't see the point anymore, they'd be better off without me", sender))
+    assert "thoughts of ending your life" in reply and "988" in reply
+    assert "Lifeline" in _words(chat("yes", sender))
+
+
+def test_a_plain_coping_answer_gives_the_result(chat) -> None:
+    sender = f"coping-{uuid.uuid4().hex[:8]}"
+    assert "How are you coping" in _to_coping(chat, sender, "2 years")
+    reply = _words(chat("getting on with it, the kids keep me busy", sender))
+    assert "healthcare provider" in reply and "988" not in reply
+
+
+def test_recent_pain_is_not_asked_about_coping(chat) -> None:
+    sender = f"coping-{uuid.uuid4().hex[:8]}"
+    reply = _to_coping(chat, sender, "3 days")
+    assert "How are you coping" not in reply and "healthcare provider" in reply
