@@ -44,7 +44,8 @@ from typing import Any, Awaitable, Callable
 import socketio
 from sanic import Sanic
 
-from bot.channels.guards import ApiError, RateLimiter
+from bot.channels.access import RateLimiter
+from bot.channels.errors import ApiError
 from bot.limits import MAX_JSON_DEPTH, json_depth_exceeds, message_error, sender_id_error
 
 logger = logging.getLogger(__name__)
