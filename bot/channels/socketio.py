@@ -101,8 +101,8 @@ def socketio_messages(bot_message: dict[str, Any]) -> list[dict[str, Any]]:
 
 def verify_jwt(token: str, key: str, algorithm: str = "HS256") -> dict[str, Any] | None:
     """The payload of an HMAC-signed JWT (PyJWT) when its signature, its `alg` (exactly
-    `algorithm`) and `exp`/`nbf` when present check out, else None. No audience is configured,
-    so an `aud` claim is not checked."""
+    `algorithm`, so never `none`) and `exp`/`nbf`/`iat` when present check out, else None.
+    No audience is configured, so an `aud` claim is not checked."""
     check_jwt_method(algorithm)
     try:
         return jwt.decode(token, key, algorithms=[algorithm], options={"verify_aud": False})
