@@ -38,7 +38,7 @@ import psutil  # noqa: E402
 
 from benchmarks import http as bhttp  # noqa: E402
 from benchmarks.machine import describe  # noqa: E402
-from bot.server import free_port  # noqa: E402
+from tests.servers import free_port  # noqa: E402
 
 FILLER = ["hello", "my lower back hurts after lifting a box", "3 days", "6", "lifting", "no", "no",
           "what are the paraspinal muscles?", "what can I do at home?", "thanks", "/restart"]

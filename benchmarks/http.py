@@ -33,7 +33,7 @@ import aiohttp  # noqa: E402
 import psutil  # noqa: E402
 
 from benchmarks.machine import cpu_model  # noqa: E402
-from bot.server import free_port  # noqa: E402
+from tests.servers import free_port  # noqa: E402
 
 # One realistic turn mix: greeting, symptom report, FAQ question, thanks.
 MESSAGES = ["hello", "my lower back hurts after lifting", "what are the paraspinal muscles?",

@@ -150,7 +150,7 @@ def http_levels(requests: int, levels: list[tuple[int, int]]) -> list[Row]:
     import psutil
 
     from benchmarks import http as bhttp  # sequential(), concurrent(), wait_ready(), --serve
-    from bot.server import free_port
+    from tests.servers import free_port
 
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="backline-run-") as tmp:

@@ -2,10 +2,11 @@
 
     create_app(agent, credentials)   -> a Sanic app (tests and `serve` build it the same way)
     serve(root, host, port)          -> `bot run`
-    BackgroundServer(app)            -> the app on a loopback port in a thread (tests, benchmarks)
 
-Every request passes `bot.channels.guards` (size limit, auth token, CORS, rate limit, security
-headers; errors as one-line JSON). Message texts are never logged.
+create_app only composes: the blueprints of bot/channels/ (http_api, rest, widget), socket.io,
+and what every request passes -- header checks (inputs.py), CORS (cors.py), security headers
+(headers.py), errors as one-line JSON (errors.py); the auth token and rate limit (access.py) are
+applied by the routes. Message texts are never logged.
 """
 
 from __future__ import annotations
@@ -14,31 +15,20 @@ import asyncio
 import itertools
 import logging
 import os
-import socket
-import threading
 import uuid
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from sanic import Request, Sanic, response
+from sanic import Request, Sanic
 from sanic.response import HTTPResponse
 
-from bot.channels.guards import (
-    ApiError,
-    Cors,
-    JsonErrorHandler,
-    RateLimiter,
-    add_security_headers,
-    check_headers,
-    check_token,
-    json_body,
-    message_text,
-    optional_str,
-    parse_rate_limit,
-    path_id,
-)
-from bot.channels.openapi import openapi_document
+from bot.channels.access import RateLimiter, parse_rate_limit
+from bot.channels.cors import Cors
+from bot.channels.errors import JsonErrorHandler
+from bot.channels.headers import add_security_headers
+from bot.channels.http_api import http_api_blueprint
+from bot.channels.inputs import check_headers
 from bot.channels.rest import rest_blueprint
 from bot.channels.socketio import SocketIOChannel
 from bot.channels.widget import widget_blueprint
@@ -46,7 +36,6 @@ from bot.project import DEFAULT_CHANNELS
 
 logger = logging.getLogger(__name__)
 
-INCLUDE_EVENTS = ("ALL", "AFTER_RESTART", "APPLIED", "NONE")
 _app_numbers = itertools.count(1)
 
 
@@ -131,62 +120,7 @@ def create_app(agent: Any, credentials: dict[str, Any] | None = None, *, token: 
     state_limiter = RateLimiter(limiter.limit * 4, limiter.period) if limiter is not None else None
     app.blueprint(widget_blueprint(agent.events_after, getattr(agent, "settings", {}) or {},
                                    rate_limiter=state_limiter))
-
-    # -- Rasa's HTTP API ------------------------------------------------------------------------
-
-    @app.route("/health", methods=["GET", "HEAD"])
-    async def health(request: Request) -> HTTPResponse:
-        """200 only when the conversation stores answer (503 StoreUnavailable otherwise)."""
-        ping = getattr(agent, "ping_stores", None)
-        if ping is not None:
-            await ping()
-        return response.json({"status": "ok"})
-
-    @app.get("/status")
-    async def status(request: Request) -> HTTPResponse:
-        check_token(request, token)
-        return response.json(agent.status())
-
-    @app.post("/model/parse")
-    async def parse(request: Request) -> HTTPResponse:
-        check_token(request, token)
-        if request.args.get("emulation_mode"):
-            raise ApiError(400, "emulation_mode is not supported; omit it for Rasa's format",
-                           "UnsupportedEmulation")
-        data = json_body(request)
-        text = message_text(data, "text")
-        message_id = optional_str(data, "message_id")
-        if limiter is not None:
-            limiter.check(f"ip:{request.remote_addr or request.ip}")
-        return response.json(await agent.parse(text, message_id=message_id))
-
-    @app.get("/conversations/<conversation_id:str>/tracker")
-    async def tracker(request: Request, conversation_id: str) -> HTTPResponse:
-        check_token(request, token)
-        conversation_id = path_id(conversation_id)
-        include = request.get_args(keep_blank_values=True).get("include_events", "AFTER_RESTART")
-        if include.upper() not in INCLUDE_EVENTS or include not in (include.upper(),
-                                                                      include.lower()):
-            raise ApiError(400, f"include_events must be one of {', '.join(INCLUDE_EVENTS)}",
-                           "InvalidParameter", field="include_events")
-        found = await agent.tracker_dict(conversation_id, include_events=include.upper())
-        if found is None:
-            raise ApiError(404, f"no conversation with id {conversation_id!r}",
-                           "ConversationNotFound")
-        return response.json(found)
-
-    @app.delete("/conversations/<conversation_id:str>")
-    async def delete(request: Request, conversation_id: str) -> HTTPResponse:
-        check_token(request, token)
-        conversation_id = path_id(conversation_id)
-        if not await agent.delete_conversation(conversation_id):
-            raise ApiError(404, f"no conversation with id {conversation_id!r}",
-                           "ConversationNotFound")
-        return response.json({"deleted": conversation_id})
-
-    @app.get("/openapi.json")
-    async def openapi(request: Request) -> HTTPResponse:
-        return response.json(openapi_document(auth=bool(token)))
+    app.blueprint(http_api_blueprint(agent, token=token, rate_limiter=limiter))  # Rasa's HTTP API
 
     # -- what every request passes -------------------------------------------------------------
 
@@ -286,58 +220,3 @@ def serve(root: Path | str = ".", host: str = "127.0.0.1", port: int = 5005, wor
     app = loader.load()
     app.prepare(host=host, port=port, workers=workers, access_log=False, motd=False)
     Sanic.serve(primary=app, app_loader=loader)
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
-
-
-class ServerLoop:
-    """An event loop in a daemon thread that hosts one or more apps (tests, benchmarks).
-
-    Apps that share one Agent must share one loop: the Agent's locks and store connections
-    belong to the loop that first used them.
-    """
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name="backline-server",
-                                        daemon=True)
-        self._thread.start()
-        self._servers: list[Any] = []
-
-    def run(self, coro: Any, timeout: float = 60) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def start(self, app: Sanic, host: str = "127.0.0.1", port: int | None = None) -> str:
-        """Serve `app` on host:port (a free port by default); returns its base URL."""
-        port = port or free_port(host)
-
-        async def start() -> Any:
-            server = await app.create_server(host=host, port=port, return_asyncio_server=True,
-                                             access_log=False)
-            await server.startup()
-            await server.before_start()
-            await server.after_start()
-            await server.start_serving()
-            return server
-
-        self._servers.append(self.run(start()))
-        return f"http://{host}:{port}"
-
-    def stop(self) -> None:
-        async def stop_all() -> None:
-            for server in reversed(self._servers):
-                await server.before_stop()
-                server.close()
-                await server.wait_closed()
-                await server.after_stop()
-
-        try:
-            self.run(stop_all(), timeout=30)
-        finally:
-            self._servers.clear()
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self._thread.join(timeout=10)

@@ -54,7 +54,8 @@ def agent_with_stores(base: Any, tracker_store: Any, lock_store: Any | None = No
 @contextlib.contextmanager
 def served(agent: Any, credentials: dict | None = None, **opts: Any) -> Iterator[str]:
     """`create_app(agent)` on a free loopback port in a daemon thread; yields the base URL."""
-    from bot.server import ServerLoop, create_app
+    from bot.server import create_app
+    from tests.servers import ServerLoop
 
     loop = ServerLoop()
     try:

@@ -40,7 +40,7 @@ def served_agent(tmp: Path):
 
     Yields (agent, loop); closes the agent and stops the loop afterwards."""
     from bot.agent import Agent
-    from bot.server import ServerLoop
+    from tests.servers import ServerLoop
     from bot.stores import create_tracker_store
 
     store = create_tracker_store({"type": "sql", "dialect": "sqlite", "db": str(tmp / "conversations.db")}, tmp)

@@ -24,6 +24,8 @@ from typing import Any
 
 import pytest
 
+from tests.servers import free_port
+
 PG_HOST = os.environ.get("BACKLINE_TEST_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("BACKLINE_TEST_PG_PORT", "5432"))
 PG_USER = os.environ.get("BACKLINE_TEST_PG_USER", "postgres")
@@ -234,12 +236,6 @@ def make_project(template: Path, where: Path, endpoints: dict[str, Any]) -> Path
     shutil.copytree(template, project, symlinks=True)
     (project / "endpoints.yml").write_text(yaml.safe_dump(endpoints, sort_keys=False))
     return project
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class BotServer:

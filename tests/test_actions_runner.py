@@ -17,17 +17,12 @@ from bot.dialogue import tracker as ev
 from bot.dialogue.tracker import Tracker
 from bot.stores import InMemoryLockStore, InMemoryTrackerStore
 from tests.helpers import ROOT
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.servers import free_port
 
 
 @pytest.fixture(scope="module")
 def action_server():
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "rasa_sdk", "--actions", "actions", "--port", str(port)],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 60
@@ -118,7 +113,7 @@ def test_full_conversation_over_the_action_server(action_server, loop):
 def test_action_server_down_gives_a_polite_reply_and_records_the_turn(loop):
     from bot.project import load_project
 
-    agent = _http_agent(load_project(ROOT), f"http://127.0.0.1:{_free_port()}/webhook", timeout=2)
+    agent = _http_agent(load_project(ROOT), f"http://127.0.0.1:{free_port()}/webhook", timeout=2)
     try:
         start = time.perf_counter()
         replies = loop.run_until_complete(agent.handle_message(UserMessage("what can I do for my sore back", "down")))

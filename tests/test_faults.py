@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from tests.hardening_support import SlowActionServer, TcpProxy, agent_with_stores, closed_port, served
+from tests.servers import free_port
 from tests.stores_fixtures import (  # noqa: F401  (fixtures)
     PG_HOST,
     PG_PORT,
@@ -25,7 +26,6 @@ from tests.stores_fixtures import (  # noqa: F401  (fixtures)
     REDIS_HOST,
     REDIS_PORT,
     bot_env,
-    free_port,
     half_saved_turns,
     make_project,
     pg_database,

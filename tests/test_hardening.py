@@ -34,9 +34,9 @@ import yaml
 
 from tests.hardening_support import SlowActionServer, agent_with_stores, served
 from tests.helpers import ROOT, run_bot
+from tests.servers import free_port
 from tests.stores_fixtures import (  # noqa: F401  (fixtures)
     bot_env,
-    free_port,
     in_ci,
     make_project,
     pg_config,
@@ -77,7 +77,8 @@ def is_emergency_reply(messages: list[dict]) -> bool:
 def sqlite_server(tmp_path):
     """The real engine with an SQLite store in tmp_path/store, served on loopback: (url, agent, db)."""
     from bot.agent import Agent
-    from bot.server import ServerLoop, create_app
+    from bot.server import create_app
+    from tests.servers import ServerLoop
     from bot.stores import create_tracker_store
 
     db = tmp_path / "store" / "conversations.db"
@@ -401,7 +402,8 @@ def test_a_turn_longer_than_the_old_lock_cannot_lower_the_triage_level(project_t
 
 
 def test_a_turn_over_the_request_timeout_gets_the_polite_reply_not_a_503(project_template, tmp_path):  # noqa: F811
-    from bot.server import ServerLoop, create_app
+    from bot.server import create_app
+    from tests.servers import ServerLoop
 
     with SlowActionServer(6.0, only="validate_symptom_form") as actions:
         agent = _slow_agent(project_template, tmp_path, actions.url, 10.0, {"turn_timeout": 2.0})
@@ -452,7 +454,8 @@ async def test_a_write_based_on_a_stale_read_is_refused_by_every_store(store_con
 @pytest.fixture
 def limited_app(tmp_path):
     from bot.agent import Agent
-    from bot.server import ServerLoop, create_app
+    from bot.server import create_app
+    from tests.servers import ServerLoop
     from bot.stores import create_tracker_store
 
     agent = Agent.load(ROOT, tracker_store=create_tracker_store(

@@ -27,7 +27,7 @@ import httpx
 import pytest
 import yaml
 
-from bot.server import free_port
+from tests.servers import free_port
 from tests.helpers import copy_project
 from tests.test_widget_browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, _require
 

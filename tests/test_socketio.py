@@ -19,7 +19,8 @@ import socketio
 import websockets
 
 from bot.channels.socketio import socketio_messages, verify_jwt
-from bot.server import ServerLoop, create_app
+from bot.server import create_app
+from tests.servers import ServerLoop
 
 ROOT = Path(__file__).resolve().parents[1]
 JWT_KEY = "jwt-test-key"

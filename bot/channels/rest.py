@@ -15,13 +15,13 @@ from typing import Any, Awaitable, Callable
 from sanic import Blueprint, Request, response
 from sanic.response import HTTPResponse
 
-from bot.channels.guards import (
-    ApiError,
-    RateLimiter,
+from bot.channels.access import RateLimiter
+from bot.channels.errors import ApiError
+from bot.channels.inputs import (
     bool_arg,
     json_body,
-    optional_object,
     message_text,
+    optional_object,
     optional_str,
     sender_id,
 )

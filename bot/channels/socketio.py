@@ -30,9 +30,6 @@ safety screen's reply to the message, then what to do; an `error` event follows 
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
 import logging
 import time
@@ -41,10 +38,12 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
+import jwt
 import socketio
 from sanic import Sanic
 
-from bot.channels.guards import ApiError, RateLimiter
+from bot.channels.access import RateLimiter
+from bot.channels.errors import ApiError
 from bot.limits import MAX_JSON_DEPTH, json_depth_exceeds, message_error, sender_id_error
 
 logger = logging.getLogger(__name__)
@@ -52,7 +51,7 @@ logger = logging.getLogger(__name__)
 Handler = Callable[..., Awaitable[list[dict[str, Any]]]]
 LimitedHandler = Callable[[str, str, int], Awaitable[list[dict[str, Any]]]]
 
-_JWT_HASHES = {"HS256": hashlib.sha256, "HS384": hashlib.sha384, "HS512": hashlib.sha512}
+JWT_METHODS = ("HS256", "HS384", "HS512")  # credentials.yml socketio.jwt_method
 
 # Undelivered replies: per session at most this many, kept this long, for this many sessions.
 PENDING_PER_SESSION = 50
@@ -100,32 +99,20 @@ def socketio_messages(bot_message: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _b64decode(part: str) -> bytes:
-    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
-
-
 def verify_jwt(token: str, key: str, algorithm: str = "HS256") -> dict[str, Any] | None:
-    """The payload of an HMAC-signed JWT when signature and `exp` check out, else None."""
-    digest = _JWT_HASHES.get(algorithm)
-    if digest is None:
-        raise ValueError(f"credentials.yml socketio.jwt_method {algorithm!r}: use HS256/384/512")
+    """The payload of an HMAC-signed JWT (PyJWT) when its signature, its `alg` (exactly
+    `algorithm`, so never `none`) and `exp`/`nbf`/`iat` when present check out, else None.
+    No audience is configured, so an `aud` claim is not checked."""
+    check_jwt_method(algorithm)
     try:
-        header_b64, payload_b64, signature_b64 = token.split(".")
-        header = json.loads(_b64decode(header_b64))
-        if header.get("alg") != algorithm:
-            return None
-        expected = hmac.new(key.encode(), f"{header_b64}.{payload_b64}".encode(), digest).digest()
-        if not hmac.compare_digest(expected, _b64decode(signature_b64)):
-            return None
-        payload = json.loads(_b64decode(payload_b64))
-    except (ValueError, TypeError, AttributeError):
+        return jwt.decode(token, key, algorithms=[algorithm], options={"verify_aud": False})
+    except jwt.PyJWTError:
         return None
-    if not isinstance(payload, dict):
-        return None
-    if "exp" in payload and not (isinstance(payload["exp"], (int, float))
-                                 and payload["exp"] > time.time()):
-        return None
-    return payload
+
+
+def check_jwt_method(algorithm: str) -> None:
+    if algorithm not in JWT_METHODS:
+        raise ValueError(f"credentials.yml socketio.jwt_method {algorithm!r}: use HS256/384/512")
 
 
 class SocketIOChannel:
@@ -150,6 +137,8 @@ class SocketIOChannel:
         self.session_persistence = session_persistence
         self.socketio_path = socketio_path
         self.namespace = namespace
+        if jwt_key:
+            check_jwt_method(jwt_method)  # a wrong method fails at start, not at each connect
         self.jwt_key = jwt_key
         self.jwt_method = jwt_method
         self.metadata_key = metadata_key

@@ -19,7 +19,9 @@ from typing import Any, Awaitable, Callable
 from sanic import Blueprint, Request, response
 from sanic.response import HTTPResponse
 
-from bot.channels.guards import ApiError, RateLimiter, path_id
+from bot.channels.access import RateLimiter
+from bot.channels.errors import ApiError
+from bot.channels.inputs import path_id
 from bot.channels.rest import rest_messages
 
 STATIC_DIR = Path(__file__).parent / "static"
