@@ -9,14 +9,15 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from bot.actions.runner import ActionFailed, ActionRejected, ActionResult
+from bot.actions.runner import ActionFailed, ActionRejected, ActionResult, HttpRunner, InProcessRunner
 from bot.dialogue import tracker as ev
 from bot.dialogue.domain import Domain, fill
-from bot.dialogue.policies import Prediction
+from bot.dialogue.policies import MemoizationPolicy, Prediction, RulePolicy
 from bot.dialogue.slots import extract_slots
 from bot.dialogue.tracker import ACTION_LISTEN, Tracker
-from bot.nlu.pipeline import clean_text
+from bot.nlu.pipeline import NLUModel, clean_text
 from bot.safety.decide import Decision, SafetyLayer
+from bot.safety.guard import OutputGuard
 
 log = logging.getLogger(__name__)
 MAX_ACTIONS_PER_TURN = 10
@@ -38,7 +39,8 @@ class UserMessage:
 
 
 class Processor:
-    def __init__(self, domain: Domain, nlu: Any, policies: list[Any], runner: Any, safety: SafetyLayer, guard: Any,
+    def __init__(self, domain: Domain, nlu: NLUModel, policies: list[RulePolicy | MemoizationPolicy],
+                 runner: InProcessRunner | HttpRunner | None, safety: SafetyLayer, guard: OutputGuard,
                  settings: dict[str, Any]) -> None:
         self.domain = domain
         self.nlu = nlu

@@ -127,7 +127,7 @@ class MemoizationPolicy:
         return None
 
 
-def build_policies(config: list[dict[str, Any]], rules: list[Story], stories: list[Story]) -> list[Any]:
+def build_policies(config: list[dict[str, Any]], rules: list[Story], stories: list[Story]) -> list[RulePolicy | MemoizationPolicy]:
     """Policies in priority order: rules first (as Rasa's RulePolicy priority), then memoization."""
     max_history = 5
     for policy in config:
