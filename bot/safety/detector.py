@@ -14,14 +14,19 @@ from pathlib import Path
 import srsly
 
 from bot.nlu.components import IntentClassifier
+from bot.safety.rules import CRISIS_SIGN
 from bot.safety.screen import Screener
 from bot.safety.text import Text
 
 NONE = "none"
 # A sign this probable, and neither found nor ruled out by the rules, is asked about. Chosen by
-# 3-fold cross-validation on the training data (2026-12-01): at 0.2, 1.0 % of held-out messages
-# without a sign get a question, and 47 % of held-out signs the rules missed are asked about.
+# 3-fold cross-validation on the training data (benchmarks/detector_cv.py, 2026-12-02): at 0.2,
+# 1.4 % of held-out messages without a sign get a question and 62 % of held-out signs are asked.
 THRESHOLD = 0.2
+# The crisis question's own: asking is safe and missing is not. 3-fold CV (2026-12-02, 4,766
+# messages without a sign, 62 crisis): at 0.05, 0.5 % of messages without a sign would get the
+# crisis question and 56 % of held-out crisis messages are asked (0.13 % and 29 % at 0.2).
+CRISIS_THRESHOLD = 0.05
 TRAINING_FILE = "danger_training.yml"     # extra examples written for the detector (knowledge/)
 FILE = "danger_detector.msgpack"
 EPOCHS = 20
@@ -35,30 +40,8 @@ class DangerDetector:
     @classmethod
     def train(cls, screener: Screener, texts: list[str], *, training: dict | None = None,
               seed: int = 42) -> "DangerDetector":
-        """Positives: every present/asked example of danger_signs.yml, the detector's own training
-        file, and any NLU training text the screen finds a sign in; negatives: absent examples,
-        the training file's negatives and all other NLU training texts."""
-        docs, labels = [], []
-
-        def add(text: str, label: str) -> None:
-            docs.append(screener.text(text).doc)
-            labels.append(label)
-
-        for sign in screener.signs.values():
-            for text in sign.examples.get("present", ()) + sign.examples.get("asked", ()):
-                add(text, sign.id)
-            for text in sign.examples.get("absent", ()):
-                add(text, NONE)
-        for sign_id, examples in ((training or {}).get("positives") or {}).items():
-            if sign_id in screener.signs:
-                for text in examples or ():
-                    add(str(text), sign_id)
-        for text in (training or {}).get("negatives") or ():
-            add(str(text), NONE)
-        for text in texts:
-            result = screener.screen(text)
-            found = result.present or result.suspected
-            add(text, found[0] if found else NONE)
+        """Trained on `training_set` (benchmarks/detector_cv.py cross-validates the same set)."""
+        docs, labels = training_set(screener, texts, training)
         classifier = IntentClassifier("danger_detector")
         classifier.train(docs, labels, epochs=EPOCHS, seed=seed)
         return cls(classifier)
@@ -69,7 +52,7 @@ class DangerDetector:
             return []
         probs = self.classifier.predict_proba(text.doc)
         ranked = sorted(zip(self.classifier.labels, probs), key=lambda lp: -lp[1])
-        return [label for label, p in ranked if label != NONE and p >= self.threshold]
+        return [label for label, p in ranked if label != NONE and p >= threshold_for(label, self.threshold)]
 
     def save(self, folder: Path) -> None:
         (folder / FILE).write_bytes(srsly.msgpack_dumps({"threshold": self.threshold,
@@ -83,3 +66,37 @@ class DangerDetector:
         data = srsly.msgpack_loads(path.read_bytes())
         classifier = IntentClassifier("danger_detector").from_bytes(data["classifier"])
         return cls(classifier, float(data["threshold"]))
+
+
+def threshold_for(sign: str, default: float = THRESHOLD) -> float:
+    """The probability at which `sign` is asked about: lower for the crisis question, which a
+    person may always be asked (asking does not increase risk, CONTENT.md "Crisis screening")."""
+    return CRISIS_THRESHOLD if sign == CRISIS_SIGN else default
+
+
+def training_set(screener: Screener, texts: list[str], training: dict | None = None) -> tuple[list, list[str]]:
+    """Positives: every present/asked example of danger_signs.yml, the detector's own training
+    file, and any NLU training text the screen finds a sign in; negatives: absent examples,
+    the training file's negatives and all other NLU training texts."""
+    docs, labels = [], []
+
+    def add(text: str, label: str) -> None:
+        docs.append(screener.text(text).doc)
+        labels.append(label)
+
+    for sign in screener.signs.values():
+        for text in sign.examples.get("present", ()) + sign.examples.get("asked", ()):
+            add(text, sign.id)
+        for text in sign.examples.get("absent", ()):
+            add(text, NONE)
+    for sign_id, examples in ((training or {}).get("positives") or {}).items():
+        if sign_id in screener.signs:
+            for text in examples or ():
+                add(str(text), sign_id)
+    for text in (training or {}).get("negatives") or ():
+        add(str(text), NONE)
+    for text in texts:
+        result = screener.screen(text)
+        found = result.present or result.suspected
+        add(text, found[0] if found else NONE)
+    return docs, labels
