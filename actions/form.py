@@ -52,7 +52,8 @@ ANSWER_BLOCKING_INTENTS = {
     "ask_medication", "ask_when_to_see_provider", "request_summary", "faq", "ask_serious", "request_details",
 }
 # Intents whose text may stand as the trigger answer ("lifting a box", "yes, a fall").
-TRIGGER_TEXT_INTENTS = {"inform", "report_symptom", "affirm", "nlu_fallback", None}
+TRIGGER_TEXT_INTENTS = {"inform", "report_symptom", "affirm", "nlu_fallback", "out_of_scope", None}
+# ("painting the ceiling, looking up for hours" may read as out of scope: as an answer it is the trigger)
 
 MAX_TEXT = 200
 COPING = "coping"
@@ -255,6 +256,8 @@ def _not_understood(tracker: Tracker, slot: str, text: str) -> SlotDict:
 
     if is_unsure(text) or times_asked(tracker, slot) >= 2:
         return {slot: NOT_GIVEN}
+    if _latest(tracker)[0] == "out_of_scope":
+        return {}           # "my toothache is killing me": not an answer; the rule says so, then asks again
     return {slot: None}
 
 

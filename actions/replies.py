@@ -149,6 +149,10 @@ class ActionOutOfScope(Action):
         return "action_out_of_scope"
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]) -> List[EventType]:
+        if tracker.active_loop_name:
+            # inside the questions: say so, and the rule asks the open question again
+            dispatcher.utter_message(response="utter_out_of_scope_in_form")
+            return []
         if triage_open(tracker) and complains_about_a_back(tracker):
             dispatcher.utter_message(response=_response(tracker, domain, "utter_symptom_intro"))
             return [FollowupAction(FORM)]

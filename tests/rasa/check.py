@@ -89,6 +89,7 @@ SENT_BY_ACTIONS = {
     "utter_symptom_intro", "utter_symptom_intro_other", "utter_cannot_diagnose", "utter_medication",
     "utter_others_medicine", "utter_questions_instead", "utter_questions_instead_other", "utter_serious_honest",
     "utter_serious_honest_other", "utter_serious_answered", "utter_default", "utter_out_of_scope",
+    "utter_out_of_scope_in_form",
 }
 
 
