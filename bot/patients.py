@@ -131,6 +131,9 @@ class TopicTable:
     keywords: dict[str, list[Pattern[str]]]
     offers: list[Pattern[str]] = field(default_factory=list)
     plain_negative: list[Pattern[str]] = field(default_factory=list)
+    # in a checklist, a topic whose answer says something only from a number on ("age: 70":
+    # an age under 70 is no answer to "...or over 70?")
+    reveal_from: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: Path) -> "TopicTable":
@@ -151,7 +154,8 @@ class TopicTable:
         return cls(slots={str(k): tuple(v) for k, v in raw["slots"].items()},
                    keywords={t: _patterns(ps) for t, ps in (raw.get("keywords") or {}).items()},
                    offers=_patterns(raw.get("offers") or []),
-                   plain_negative=[re.compile(r"^\W*(" + p + ")", re.I) for p in raw.get("plain_negative") or []])
+                   plain_negative=[re.compile(r"^\W*(" + p + ")", re.I) for p in raw.get("plain_negative") or []],
+                   reveal_from={str(t): float(n) for t, n in (raw.get("reveal_from") or {}).items()})
 
     def asked(self, active_loop: str | None, requested_slot: str | None, texts: Sequence[str],
               safety_question: str | None = None) -> tuple[str, ...] | None:
@@ -170,8 +174,10 @@ class TopicTable:
             return found
         return ("other",) if questions or (active_loop and requested_slot) else None
 
-    def reveals(self, answer: str) -> bool:
+    def reveals(self, answer: str, topic: str | None = None) -> bool:
         """Whether a listed answer says something (is not a plain negative)."""
+        if topic in self.reveal_from:
+            return any(float(n) >= self.reveal_from[topic] for n in re.findall(r"\d+(?:\.\d+)?", answer))
         negative = any(p.search(answer) for p in self.plain_negative)
         return not negative or bool(re.search(r"\bbut\b", answer, re.I))
 
@@ -179,7 +185,7 @@ class TopicTable:
         """A single question gets that topic's answer; a checklist the revealing answers joined."""
         if len(topics) == 1:
             return vignette.answer(topics[0])
-        parts = [vignette.answers[t] for t in topics if t in vignette.answers and self.reveals(vignette.answers[t])]
+        parts = [vignette.answers[t] for t in topics if t in vignette.answers and self.reveals(vignette.answers[t], t)]
         if not parts:
             return vignette.answer("checklist_none")
         return " ".join(p.strip() if p.strip()[-1:] in ".!?" else p.strip() + "." for p in parts)

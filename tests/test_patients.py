@@ -282,3 +282,15 @@ def test_bot_test_patients_writes_transcripts_and_fails_only_on_safety(tmp_path)
     assert "SAFETY FAIL q2: emergency under-triaged as info" in proc.stdout
     assert "q1" not in "".join(json.loads(out.read_text())["safety_failures"])
 
+
+
+def test_an_age_answers_a_checklist_only_from_the_age_it_asks_about(table):
+    """"...or over 70?" in a checklist: "74" says something, "34" is "none of those"."""
+    topics = table.slots["screen_urgent"]
+    assert "age" in topics and table.reveal_from == {"age": 70.0}
+    for age, expected in (("34", "none of those"), ("74", "74.")):
+        v = Vignette(id="age", opening="my back hurts", expect="routine", default_no="no",
+                     answers={"age": age, "checklist_none": "none of those"})
+        assert table.reply(v, topics) == expected
+    single = Vignette(id="age1", opening="my back hurts", expect="routine", default_no="no", answers={"age": "34"})
+    assert table.reply(single, ("age",)) == "34"          # asked alone, the age is the answer
