@@ -225,3 +225,18 @@ def test_recent_pain_is_not_asked_about_coping(chat) -> None:
     sender = f"coping-{uuid.uuid4().hex[:8]}"
     reply = _to_coping(chat, sender, "3 days")
     assert "How are you coping" not in reply and "healthcare provider" in reply
+
+
+def test_ordinary_answers_never_get_the_crisis_question(agent, project) -> None:
+    """Every yes/no/skip and short inform example of the NLU data, answering the grouped
+    question, with the trained backstop: none is asked about ending their life."""
+    safety = agent.processor.safety
+    assert safety.detector is not None
+    answers = [ex.text for ex in project.nlu.examples
+               if ex.intent in ("deny", "affirm", "skip", "inform") and len(ex.text.split()) <= 6]
+    assert len(answers) > 100
+    slots = {"triage_level": "routine", "requested_slot": "screen_urgent",
+             "patient_facts": {"patient": "self", "back": True}}
+    asked = [t for t in answers
+             if (q := safety.decide(slots, t, "inform", "symptom_form").question) is not None and q.sign == "self_harm"]
+    assert asked == []

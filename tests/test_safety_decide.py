@@ -237,3 +237,29 @@ def test_a_safety_question_answered_with_neither_is_asked_again_then_counts_as_n
     assert slots["safety_question"] == "chest_pain" and not slots.get("red_flags")
     last, slots = apply(slots, "what do you mean by that", "inform")
     assert slots["red_flags"] == ["chest_pain"] and last.stop      # doubt wins
+
+
+@pytest.mark.parametrize("text, sign", [
+    ("I'm trying to stand but my legs won't take my weight", "leg_weakness"),
+    ("now I can't go up on tiptoe on my left side at all", "leg_weakness"),
+    ("i dont get the feelin i need to wee anymore, i just go by the clock", "bladder_bowel"),
+])
+def test_a_normal_function_said_to_be_lost_is_the_sign(text: str, sign: str) -> None:
+    _, slots = apply({"triage_level": "routine"}, f"my back has been bad this week. {text}")
+    assert sign in slots["red_flags"]
+
+
+@pytest.mark.parametrize("text", [
+    "no weakness, my legs still take my weight fine",
+    "no problem feeling when I need to wee",
+    "I can still feel when I need to pee",
+    "my back won't let me bear weight on the left side for long",
+])
+def test_a_function_that_is_fine_or_a_noun_negated_is_no_sign(text: str) -> None:
+    _, slots = apply({"triage_level": "routine"}, f"my lower back aches. {text}")
+    assert not slots.get("red_flags")
+
+
+def test_a_lost_will_to_live_gets_the_direct_question_not_an_alarm() -> None:
+    decision, slots = apply({}, "I have back pain 5 years. I not see any reason to go on, everything is dark for me.")
+    assert decision.question.sign == "self_harm" and not slots.get("red_flags")

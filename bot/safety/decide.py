@@ -29,6 +29,7 @@ INFORMATION_INTENTS = frozenset({"ask_self_care", "ask_when_to_see_provider", "a
 NOT_ANSWERS = INFORMATION_INTENTS | {"ask_diagnosis", "ask_serious", "why_ask", "stop", "bot_challenge",
                                      "request_summary", "request_details"}
 FORM = "symptom_form"
+BARE_ANSWER_WORDS = 4     # a yes/no answer this short is not read by the learned backstop
 MAX_UNCLEAR = 2          # a screening question answered unclearly twice counts as "not sure" (present)
 MAX_REASONS = 2
 
@@ -118,13 +119,13 @@ class SafetyLayer:
             text, asked=asked, asked_slot=requested or (self.signs[asked].screen_slot if asked else None),
             patient=facts.get("patient"), facts=frozenset(facts.get("seen", ())), back_context=back_context,
             question=_asks_for_information(intent))
-        self._backstop(screen, slots)
+        checklist = self.checklists.get(requested) if not open_question else None
+        answer = read_answer(text, intent, self.answers, single=bool(asked)) if (asked or checklist) else None
+        if not (answer is not None and len(text.split()) <= BARE_ANSWER_WORDS):
+            self._backstop(screen, slots)       # "none of them" answering a question is only that
         decision = Decision(screen=screen)
         present = list(screen.present)
         negated = list(screen.negated)
-
-        checklist = self.checklists.get(requested) if not open_question else None
-        answer = read_answer(text, intent, self.answers, single=bool(asked)) if (asked or checklist) else None
         unclear = dict(facts.get("unclear") or {})
         if asked and asked not in present:
             if answer in (YES, UNSURE):

@@ -24,9 +24,10 @@ NONE = "none"
 # 1.4 % of held-out messages without a sign get a question and 62 % of held-out signs are asked.
 THRESHOLD = 0.2
 # The crisis question's own: asking is safe and missing is not. 3-fold CV (2026-12-02, 4,766
-# messages without a sign, 62 crisis): at 0.05, 0.5 % of messages without a sign would get the
-# crisis question and 56 % of held-out crisis messages are asked (0.13 % and 29 % at 0.2).
-CRISIS_THRESHOLD = 0.05
+# messages without a sign, 62 crisis): at 0.1, 0.2 % of messages without a sign would get the
+# crisis question and 47 % of held-out crisis messages are asked (0.13 % and 29 % at 0.2; at
+# 0.05, 0.5 % and 56 %, but common short answers such as "none of them" came close to it).
+CRISIS_THRESHOLD = 0.1
 TRAINING_FILE = "danger_training.yml"     # extra examples written for the detector (knowledge/)
 FILE = "danger_detector.msgpack"
 EPOCHS = 20

@@ -25,7 +25,7 @@ DEFAULT_WINDOW = 12
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _SIGN_KEYS = {"level", "screen_slot", "question", "reason", "source", "topic", "when", "unless", "suspect",
               "whose", "back_only", "historical", "facts", "window", "negation", "denied_by", "denial",
-              "lesser", "asks_age", "examples"}
+              "lesser", "asks_age", "lost", "suspect_lost", "examples"}
 _EXAMPLE_KINDS = {"present", "absent", "asked"}
 
 
@@ -65,6 +65,8 @@ class Sign:
     denial: frozenset[str] = frozenset()   # a clear "no" about these answers the question unasked
     lesser: frozenset[str] = frozenset()   # in an answer to its question, a lesser version: a no
     asks_age: int | None = None            # its question asks "are you over N?": an age answers that
+    lost: frozenset[str] = frozenset()     # a normal function said to be lost is the sign ("won't take my weight")
+    suspect_lost: frozenset[str] = frozenset()   # ... only makes it possible: asked ("no reason to go on")
     examples: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
@@ -283,6 +285,8 @@ def load_signs(path: Path, concepts: set[str]) -> tuple[dict[str, Sign], dict[st
             ignore_negation=negation == "ignore", denied_by=_names(where, spec, "denied_by", what, known),
             denial=_names(where, spec, "denial", what, known),
             lesser=_names(where, spec, "lesser", what, known), asks_age=asks_age,
+            lost=_names(where, spec, "lost", what, known),
+            suspect_lost=_names(where, spec, "suspect_lost", what, known),
             examples=examples)
     if CRISIS_SIGN not in signs:
         raise where.error(block.line, f"sign `{CRISIS_SIGN}` is missing; the crisis reply depends on it")

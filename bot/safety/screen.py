@@ -287,6 +287,17 @@ class Screener:
                 finding = self._judge(sign, combo, members, via, suspect, text, by_concept, mods, patient, screen, asked)
                 if finding is not None:
                     found.append(finding)
+        for concept, status in [(c, PRESENT) for c in sign.lost] + [(c, SUSPECTED) for c in sign.suspect_lost]:
+            # a normal function said to be lost: "my legs won't take my weight", "I don't get
+            # the feeling I need to wee", "I don't see any reason to go on"
+            for m in by_concept.get(concept, ()):
+                mods_here = mods.of((m,))
+                subject = mods.subject((m,))
+                if _verb_negated(text, m) and not mods_here & {HYPOTHETICAL, HISTORICAL} \
+                        and (_counts(subject, patient) or sign.anyone) \
+                        and not (sign.back_only and screen.other_complaint):
+                    found.append(Finding(sign.id, sign.level, status, subject,
+                                         message_slice(text, m.start, m.end), POSSIBLE in mods_here, via="words"))
         for concept in sign.denied_by:          # "I'm not suicidal": a clear no
             for m in by_concept.get(concept, ()):
                 if HYPOTHETICAL not in mods.of((m,)) and _counts(mods.subject((m,)), patient):
@@ -340,6 +351,19 @@ class Screener:
                     out.append(Finding(sign.id, sign.level, NEGATED_SIGN, patient, message_slice(text, m.start, m.end),
                                        via="question"))
         return out
+
+
+# Negation of a verb ("won't take my weight", "I don't see any reason"), not of a noun ("no
+# weakness, my legs take my weight", "no problem feeling when I need to wee").
+VERB_NEGATORS = frozenset({"not", "n't", "nt", "never", "cannot", "unable", "cant", "wont", "dont", "doesnt",
+                           "didnt", "isnt", "arent", "wasnt", "havent", "hasnt", "couldnt", "wouldnt"})
+NEGATION_REACH = 4          # tokens before a function's words that a verb negation may stand
+
+
+def _verb_negated(text: Text, m: Mention) -> bool:
+    """Whether a verb negation stands just before (or inside) the words of `m`, in its clause."""
+    start = max(0, m.start - NEGATION_REACH)
+    return any(text.doc[i].lower_ in VERB_NEGATORS and text.clause[i] == m.clause for i in range(start, m.end))
 
 
 def _span(members: tuple[Mention, ...]) -> tuple[int, int]:
