@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import datetime as _dt
+
 import re
 from dataclasses import dataclass
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
@@ -127,13 +129,36 @@ class Duration:
     counted: bool = False  # weeks come from a stated count ("3 months"), not a bare "months"
 
 
-def parse_duration(text: object) -> Duration:
-    """How long, in weeks, a free-text duration describes ("since yesterday", "2 yrs")."""
+_MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
+           "november", "december")
+_SEASONS = {"spring": "march", "summer": "june", "autumn": "september", "fall": "september"}
+_SINCE_MONTH = re.compile(r"\b(?:since|from|in|back in|started in)\s+(?:the\s+)?(?:last\s+|early\s+|late\s+|mid\s+)?"
+                          r"(" + "|".join(_MONTHS + tuple(_SEASONS)) + r"|christmas)\b")
+
+
+def _weeks_since(name: str, today: _dt.date) -> float:
+    """Weeks from the most recent start of month `name` (or Christmas Day) up to `today`."""
+    name = _SEASONS.get(name, name)
+    if name == "christmas":
+        start = _dt.date(today.year, 12, 25)
+    else:
+        start = _dt.date(today.year, _MONTHS.index(name) + 1, 1)
+    if start > today:
+        start = start.replace(year=start.year - 1)
+    return max(1.0, (today - start).days / 7)
+
+
+def parse_duration(text: object, today: Optional[_dt.date] = None) -> Duration:
+    """How long, in weeks, a free-text duration describes ("since yesterday", "2 yrs", "since
+    March", counted back from `today`)."""
     if isinstance(text, (int, float)) and not isinstance(text, bool):
         return Duration(True, None)
     if not isinstance(text, str) or not text.strip():
         return Duration(False)
     t = _digits_for_words(text.lower())
+    since = _SINCE_MONTH.search(t)
+    if since:
+        return Duration(True, _weeks_since(since.group(1), today or _dt.date.today()))
     estimates: List[float] = []
     for pattern, unit_weeks in _DURATION_RE:
         for match in pattern.finditer(t):

@@ -767,3 +767,15 @@ def test_out_of_scope_that_describes_a_back_complaint_starts_the_questions(execu
         assert {"event": "followup", "timestamp": None, "name": "symptom_form"} in result.events
     else:
         assert responses == ["utter_out_of_scope"] and result.events == []
+
+
+@pytest.mark.parametrize("text, today, weeks", [
+    ("since march", "2026-12-02", 39.4), ("since last march", "2026-04-15", 6.4),
+    ("since christmas", "2027-01-08", 2.0), ("since the summer", "2026-12-02", 26.3),
+    ("since december", "2026-12-02", 1.0),
+])
+def test_a_month_or_season_is_counted_back_from_today(text: str, today: str, weeks: float) -> None:
+    import datetime
+
+    from actions.parsing import parse_duration
+    assert parse_duration(text, datetime.date.fromisoformat(today)).weeks == pytest.approx(weeks, abs=0.1)
