@@ -16,6 +16,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "knowledge"
 ENV_DIR = "BACKLINE_KNOWLEDGE_DIR"
+MODELS_ENV = "BACKLINE_MODELS_DIR"
 
 LEVELS: Tuple[str, ...] = ("info", "routine", "urgent", "emergency")
 
@@ -480,10 +481,26 @@ def get_knowledge() -> Knowledge:
 
 @lru_cache(maxsize=1)
 def safety_layer() -> Any:
-    """The safety layer (danger signs, levels, screening answers), from the same folder."""
+    """The safety layer (danger signs, levels, screening answers), from the same folder, with the
+    learned backstop of the newest model `bot train` made (BACKLINE_MODELS_DIR, default the
+    project's models/), so an action server under real Rasa asks what Backline would ask."""
     from bot.safety.decide import SafetyLayer
 
-    return SafetyLayer.load(Path(os.environ.get(ENV_DIR) or DEFAULT_DIR))
+    knowledge_dir = Path(os.environ.get(ENV_DIR) or DEFAULT_DIR)
+    return SafetyLayer.load(knowledge_dir, _newest_detector(knowledge_dir))
+
+
+def _newest_detector(knowledge_dir: Path) -> Any:
+    from bot.safety.detector import FILE, DangerDetector
+
+    models = Path(os.environ.get(MODELS_ENV) or knowledge_dir.parent / "models")
+    folders = sorted((p for p in models.glob("*") if (p / FILE).is_file()), key=lambda p: p.name) \
+        if models.is_dir() else []
+    if not folders:
+        logger.warning("no trained danger-sign detector under %s: the safety layer runs on its rules only "
+                    "(run `bot train`)", models)
+        return None
+    return DangerDetector.load(folders[-1])
 
 
 @lru_cache(maxsize=1)

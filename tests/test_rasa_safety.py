@@ -234,3 +234,14 @@ def test_backline_never_runs_the_rasa_safety_action(chat, agent, loop) -> None:
     assert VALIDATE not in actions and "action_safety_alert" in actions
     assert tracker.active_loop is None and tracker.slots.get("safety_turn") is None
     assert tracker.slots["triage_level"] == "emergency"
+
+
+def test_the_action_server_safety_layer_has_the_trained_backstop(agent) -> None:
+    """Under real Rasa the safety decision runs in the action server: with the newest model
+    `bot train` made, the same learned backstop as Backline's engine (not the rules alone)."""
+    from actions.knowledge import safety_layer
+
+    layer = safety_layer()
+    assert layer.detector is not None
+    text = layer.screener.text("I don't see much reason to keep going with this pain")
+    assert agent.processor.safety.detector.suspects(text) == layer.detector.suspects(text)
