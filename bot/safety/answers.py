@@ -10,9 +10,12 @@ import re
 from dataclasses import dataclass
 from typing import Mapping
 
+from bot.safety.text import VERB_NEGATORS
+
 YES, NO, UNSURE = "yes", "no", "unsure"
 ACKNOWLEDGEMENTS = ("ok", "okay", "alright")   # first in an answer they acknowledge the question
-GRAMMATICAL_NEGATORS = frozenset({"not", "never", "no", "isnt", "arent", "wasnt", "dont", "doesnt", "hardly", "far"})
+# before an all-is-well word: a verb negation ("not ok", "isnt fine") or "no", "hardly", "far from"
+NEGATORS = VERB_NEGATORS | {"no", "hardly", "far"}
 INTENT_ANSWERS = {"affirm": YES, "deny": NO, "skip": UNSURE}
 # Messages that steer the conversation rather than answer ("never mind", "why do you ask?")
 NOT_ANSWERS = frozenset({"stop", "why_ask", "help", "bot_challenge", "ask_diagnosis", "ask_self_care",
@@ -78,7 +81,7 @@ def _all_is_well(t: str, words: AnswerWords) -> bool:
             before = t[:match.start()].split()
             if phrase in ACKNOWLEDGEMENTS and not before:
                 continue                     # "ok" first: an acknowledgement, not an answer
-            if any(w in GRAMMATICAL_NEGATORS or w.endswith("n't") for w in before[-3:]):
+            if any(w in NEGATORS or w.endswith("n't") for w in before[-3:]):
                 return False                 # "not feeling ok", "isn't normal"
             return True
     return False

@@ -18,7 +18,7 @@ from bot.safety.quantities import AGE, NUMBER_WORDS, SCORE, TEMPERATURE, WEIGHT,
 from bot.safety.data import SafetyDataError
 from bot.safety.rules import CONCEPTS_FILE, CONTEXT_FILE, DEFAULT_WINDOW, MASK_SUFFIX, Combo, Rules, Sign, load_rules
 from bot.safety.terms import TermError, TermMatcher
-from bot.safety.text import Text, TextPath
+from bot.safety.text import VERB_NEGATORS, Text, TextPath
 
 PRESENT, NEGATED_SIGN, SUSPECTED = "present", "negated", "suspected"
 SELF, OTHER_SUBJECT, UNKNOWN = "self", "other", "unknown"
@@ -355,8 +355,6 @@ class Screener:
 
 # Negation of a verb ("won't take my weight", "I don't see any reason"), not of a noun ("no
 # weakness, my legs take my weight", "no problem feeling when I need to wee").
-VERB_NEGATORS = frozenset({"not", "n't", "nt", "never", "cannot", "unable", "cant", "wont", "dont", "doesnt",
-                           "didnt", "isnt", "arent", "wasnt", "havent", "hasnt", "couldnt", "wouldnt"})
 NEGATION_REACH = 4          # tokens before a function's words that a verb negation may stand
 
 

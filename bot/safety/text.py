@@ -20,6 +20,9 @@ MAX_SCREEN_CHARS = 100_000       # bounded work: the channels refuse far shorter
 SENTENCE_BREAKS = frozenset({".", "!", "?", ";", "\n", "...", "…", "!!", "??", "?!"})
 CLAUSE_BREAKS = frozenset({"but", "although", "though", "however", "whereas", "except", "apart"})
 ANSWER_WORDS = frozenset({"no", "none", "nope", "nah", "never", "nil", "yes", "yeah", "yep", "n/a", "negative"})
+# Verb negation, as tokens or plain words: "won't take my weight" (wo + n't), "dont", "cannot".
+VERB_NEGATORS = frozenset({"not", "n't", "nt", "never", "cannot", "unable", "cant", "wont", "dont", "doesnt",
+                           "didnt", "isnt", "arent", "wasnt", "havent", "hasnt", "couldnt", "wouldnt"})
 FRAGMENT_TOKENS = 4     # a sentence this short ("Numb." "In my chest.") continues its neighbour
 MAX_SENTENCE_TOKENS = 80   # a run-on sentence is cut here, so the work per sentence stays bounded
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "\u00b4": "'", "`": "'",
