@@ -76,6 +76,29 @@ def _slot(name: str, value: Any) -> dict[str, Any]:
     return {"event": "slot", "timestamp": None, "name": name, "value": value}
 
 
+@dataclass
+class _Turn:
+    """One message's working state inside `SafetyLayer.decide`."""
+    slots: Mapping[str, Any]
+    intent: str | None
+    active_loop: str | None
+    facts: dict[str, Any]
+    level: str
+    flags: list[str]
+    alerted: list[str]
+    requested: str | None
+    open_question: str | None
+    asked: str | None
+    checklist: tuple[str, ...] | None
+    answer: str | None
+    screen: Screen
+    decision: Decision
+    present: list[str]
+    negated: list[str]
+    unclear: dict[str, int]
+    reask: Question | None = None
+
+
 class SafetyLayer:
     """The danger-sign screen, the triage decision and the output guard, loaded once."""
 
@@ -105,16 +128,30 @@ class SafetyLayer:
     def decide(self, slots: Mapping[str, Any], text: str, intent: str | None = None,
                active_loop: str | None = None) -> Decision:
         """What the latest message means for safety, given the conversation's slots, the
-        message's intent and the active form (whose `requested_slot` is the open question)."""
-        flags = list(slots.get("red_flags") or [])
-        alerted = list(slots.get("alerted_flags") or [])
-        level = slots.get("triage_level") or "info"
+        message's intent and the active form (whose `requested_slot` is the open question).
+        Read top to bottom: screen the message with its question, read the answer, keep the
+        facts, raise signs and level, alert, and ask what is only suspected."""
+        turn = self._turn(slots, text, intent, active_loop)
+        self._read_single_answer(turn)
+        self._read_checklist_answer(turn)
+        self._read_safety_answer(turn)
+        new_facts = self._facts(turn)
+        new_flags = self._signs_and_level(turn, new_facts)
+        self._alert(turn, new_flags)
+        if not turn.decision.stop:
+            self._ask(turn, new_flags, new_facts)
+        if new_facts != turn.facts:
+            turn.decision.events.append(_slot("patient_facts", new_facts))
+        return turn.decision
+
+    def _turn(self, slots: Mapping[str, Any], text: str, intent: str | None, active_loop: str | None) -> "_Turn":
+        """The message screened with the question it answers, and the answer read."""
         facts = dict(slots.get("patient_facts") or {})
+        level = slots.get("triage_level") or "info"
         requested = slots.get("requested_slot") if active_loop == FORM else None
         open_question = slots.get("safety_question")
         asked = open_question or self.screen_slots.get(requested)
         back_context = bool(facts.get("back")) or level_rank(level) >= level_rank("routine")
-
         screen = self.screener.screen(
             text, asked=asked, asked_slot=requested or (self.signs[asked].screen_slot if asked else None),
             patient=facts.get("patient"), facts=frozenset(facts.get("seen", ())), back_context=back_context,
@@ -123,50 +160,65 @@ class SafetyLayer:
         answer = read_answer(text, intent, self.answers, single=bool(asked)) if (asked or checklist) else None
         if not (answer is not None and len(text.split()) <= BARE_ANSWER_WORDS):
             self._backstop(screen, slots)       # "none of them" answering a question is only that
-        decision = Decision(screen=screen)
-        present = list(screen.present)
-        negated = list(screen.negated)
-        unclear = dict(facts.get("unclear") or {})
-        if asked and asked not in present:
-            if answer in (YES, UNSURE):
-                present.append(asked)
-            elif answer == NO and asked not in negated:
-                negated.append(asked)
-            elif open_question == CRISIS_SIGN and answer is None:
-                present.append(asked)          # an unclear answer to the crisis question: crisis reply
-            elif answer is None and asked not in negated and not open_question and not _not_an_answer(intent):
-                # an answer that says neither: asked again in other words; twice unclear = not sure
-                unclear[requested] = unclear.get(requested, 0) + 1
-                if unclear[requested] >= MAX_UNCLEAR:
-                    present.append(asked)
-        if checklist:
-            outcome = self._checklist(checklist, answer, present, negated)
-            if outcome is None and not _not_an_answer(intent):
-                unclear[requested] = unclear.get(requested, 0) + 1
-                outcome = "unclear" if unclear[requested] >= MAX_UNCLEAR else None
-            if outcome is not None and slots.get(requested) is None:
-                decision.events.append(_slot(requested, outcome))
-        reask = None
-        if open_question:
-            decision.answered = answer is not None or open_question in present or open_question in negated
-            if not decision.answered and open_question != CRISIS_SIGN and not _not_an_answer(intent):
-                # neither yes nor no ("a car accident, years ago"): asked once more, then not sure
-                key = f"safety:{open_question}"
-                unclear[key] = unclear.get(key, 0) + 1
-                if unclear[key] >= MAX_UNCLEAR:
-                    present.append(open_question)
-                    decision.answered = True
-                elif open_question in self.signs:
-                    reask = Question(open_question, self.answers.reask.format(
-                        question=self.signs[open_question].question))
-            if decision.answered or open_question == CRISIS_SIGN:
-                decision.events.append(_slot("safety_question", None))
+        return _Turn(slots=slots, intent=intent, active_loop=active_loop, facts=facts, level=level,
+                     flags=list(slots.get("red_flags") or []), alerted=list(slots.get("alerted_flags") or []),
+                     requested=requested, open_question=open_question, asked=asked, checklist=checklist,
+                     answer=answer, screen=screen, decision=Decision(screen=screen),
+                     present=list(screen.present), negated=list(screen.negated),
+                     unclear=dict(facts.get("unclear") or {}))
 
-        # facts for later turns: whose triage this is, their age, what was said before
+    def _read_single_answer(self, t: "_Turn") -> None:
+        """The answer to one sign's question: yes / not sure is the sign, no rules it out."""
+        if not t.asked or t.asked in t.present:
+            return
+        if t.answer in (YES, UNSURE):
+            t.present.append(t.asked)
+        elif t.answer == NO and t.asked not in t.negated:
+            t.negated.append(t.asked)
+        elif t.open_question == CRISIS_SIGN and t.answer is None:
+            t.present.append(t.asked)          # an unclear answer to the crisis question: crisis reply
+        elif t.answer is None and t.asked not in t.negated and not t.open_question and not _not_an_answer(t.intent):
+            # an answer that says neither: asked again in other words; twice unclear = not sure
+            t.unclear[t.requested] = t.unclear.get(t.requested, 0) + 1
+            if t.unclear[t.requested] >= MAX_UNCLEAR:
+                t.present.append(t.asked)
+
+    def _read_checklist_answer(self, t: "_Turn") -> None:
+        if not t.checklist:
+            return
+        outcome = self._checklist(t.checklist, t.answer, t.present, t.negated)
+        if outcome is None and not _not_an_answer(t.intent):
+            t.unclear[t.requested] = t.unclear.get(t.requested, 0) + 1
+            outcome = "unclear" if t.unclear[t.requested] >= MAX_UNCLEAR else None
+        if outcome is not None and t.slots.get(t.requested) is None:
+            t.decision.events.append(_slot(t.requested, outcome))
+
+    def _read_safety_answer(self, t: "_Turn") -> None:
+        """The answer to an open safety question (a suspected sign's, the crisis question)."""
+        question = t.open_question
+        if not question:
+            return
+        t.decision.answered = t.answer is not None or question in t.present or question in t.negated
+        if not t.decision.answered and question != CRISIS_SIGN and not _not_an_answer(t.intent):
+            # neither yes nor no ("a car accident, years ago"): asked once more, then not sure
+            key = f"safety:{question}"
+            t.unclear[key] = t.unclear.get(key, 0) + 1
+            if t.unclear[key] >= MAX_UNCLEAR:
+                t.present.append(question)
+                t.decision.answered = True
+            elif question in self.signs:
+                t.reask = Question(question, self.answers.reask.format(question=self.signs[question].question))
+        if t.decision.answered or question == CRISIS_SIGN:
+            t.decision.events.append(_slot("safety_question", None))
+
+    @staticmethod
+    def _facts(t: "_Turn") -> dict[str, Any]:
+        """Facts for later turns: whose triage this is, their age, what was said before."""
+        screen, facts = t.screen, t.facts
         new_facts = dict(facts)
         if "patient" not in facts and (screen.back_subjects or screen.present):
             new_facts["patient"] = screen.patient
-        symptom_intent = intent in SYMPTOM_INTENTS and not screen.other_complaint   # not "severe earache"
+        symptom_intent = t.intent in SYMPTOM_INTENTS and not screen.other_complaint   # not "severe earache"
         if screen.back_subjects or symptom_intent:
             new_facts["back"] = True
         if screen.age is not None:
@@ -174,47 +226,49 @@ class SafetyLayer:
         seen = sorted(set(facts.get("seen", ())) | screen.facts)
         if seen:
             new_facts["seen"] = seen
-        if unclear:
-            new_facts["unclear"] = unclear
+        if t.unclear:
+            new_facts["unclear"] = t.unclear
+        return new_facts
 
-        # danger signs and the level: signs accumulate, the level only rises
-        new_flags = [s for s in present if s not in flags]
+    def _signs_and_level(self, t: "_Turn", new_facts: dict[str, Any]) -> list[str]:
+        """Danger signs accumulate, the level only rises; the screening slots are answered."""
+        new_flags = [s for s in t.present if s not in t.flags]
         if new_flags:
-            decision.events.append(_slot("red_flags", flags + new_flags))
-        new_level = level
-        for sign in present:
+            t.decision.events.append(_slot("red_flags", t.flags + new_flags))
+        new_level = t.level
+        for sign in t.present:
             new_level = raise_level(new_level, self.level_of(sign))
         if new_facts.get("back"):
             new_level = raise_level(new_level, "routine")
-        if new_level != level:
-            decision.events.append(_slot("triage_level", new_level))
-        for sign in present + negated:
+        if new_level != t.level:
+            t.decision.events.append(_slot("triage_level", new_level))
+        for sign in t.present + t.negated:
             slot = self.signs[sign].screen_slot if sign in self.signs else None
-            if slot and slots.get(slot) is None:
-                decision.events.append(_slot(slot, sign in present))
+            if slot and t.slots.get(slot) is None:
+                t.decision.events.append(_slot(slot, sign in t.present))
+        return new_flags
 
-        # alerts for signs not announced yet
-        to_alert = [s for s in flags + new_flags if s not in alerted]
+    def _alert(self, t: "_Turn", new_flags: list[str]) -> None:
+        """Alerts for signs not announced yet; an emergency or crisis ends the questions."""
+        decision = t.decision
+        to_alert = [s for s in t.flags + new_flags if s not in t.alerted]
         if to_alert:
             decision.alerts = self._alerts(to_alert)
-            decision.events.append(_slot("alerted_flags", alerted + to_alert))
+            decision.events.append(_slot("alerted_flags", t.alerted + to_alert))
             for name in ("sign_reason", "sign_source"):
                 decision.events.append(_slot(name, decision.alerts[-1].values[name]))
             decision.stop = any(a.response in ("utter_emergency", "utter_crisis") for a in decision.alerts)
-        if decision.stop and active_loop:
+        if decision.stop and t.active_loop:
             decision.events += [{"event": "active_loop", "timestamp": None, "name": None},
                                 _slot("requested_slot", None)]
 
-        # a sign that is only suspected is asked about at once (never left unasked)
-        if not decision.stop:
-            question = self._question(screen, slots, flags + new_flags, new_facts, open_question) or reask
-            if question is not None:
-                decision.question = question
-                decision.events.append(_slot("safety_question", question.sign))
-                new_facts["asked"] = sorted(set(new_facts.get("asked", ())) | {question.sign})
-        if new_facts != facts:
-            decision.events.append(_slot("patient_facts", new_facts))
-        return decision
+    def _ask(self, t: "_Turn", new_flags: list[str], new_facts: dict[str, Any]) -> None:
+        """A sign that is only suspected is asked about at once (never left unasked)."""
+        question = self._question(t.screen, t.slots, t.flags + new_flags, new_facts, t.open_question) or t.reask
+        if question is not None:
+            t.decision.question = question
+            t.decision.events.append(_slot("safety_question", question.sign))
+            new_facts["asked"] = sorted(set(new_facts.get("asked", ())) | {question.sign})
 
     @staticmethod
     def _checklist(signs: tuple[str, ...], answer: str | None, present: list[str], negated: list[str]) -> str | None:
