@@ -135,25 +135,50 @@ class Screener:
         text = self.text(message)
         if not len(text):
             return Screen()
-        # a question (or a grouped one) that asks "are you over 70?": a bare number is an age
-        in_group = [self.signs[s] for s in self.rules.checklists.get(asked_slot or "", ()) if not asked]
-        age_question = next((s for s in ([self.signs[asked]] if asked in self.signs else in_group)
-                             if s.asks_age is not None), None)
+        age_question = self._age_question(asked, asked_slot)
         quantities = read_quantities(text, "age" if age_question is not None else asked_slot)
         mentions = self._mentions(text, quantities)
-        # A negation inside a longer concept term ("can't move", "no feeling") is part of that
-        # term, not a negation of anything else in the sentence.
+        triggers = self._triggers(text, mentions)
+        by_concept = Mentions(mentions)
+        mods = _ModCache(self.context, text, triggers)
+        screen = Screen(quantities=quantities, text=text)
+        self._complaints(screen, text, by_concept, mods, question, back_context)
+        patient_now = patient or self._patient(text, triggers, screen.back_subjects,
+                                               bool(by_concept.get(SELF_REFERENCE)))
+        screen.patient = patient_now
+        for m in mentions:
+            if any(m.concept in s.facts for s in self.signs.values()):
+                found = mods.of((m,))
+                if not found & {NEGATED, HYPOTHETICAL, HISTORICAL} and _counts(mods.subject((m,)), patient_now):
+                    screen.facts.add(m.concept)
+        for sign in self.signs.values():
+            self._screen_sign(screen, sign, asked, text, by_concept, mods, facts | screen.facts, patient_now)
+        self._read_age(screen, text, mods, patient_now, age_question, asked)
+        return screen
+
+    def _age_question(self, asked: str | None, asked_slot: str | None) -> Sign | None:
+        """The open question's sign (or a grouped question's) that asks "are you over N?"."""
+        in_group = [self.signs[s] for s in self.rules.checklists.get(asked_slot or "", ()) if not asked]
+        return next((s for s in ([self.signs[asked]] if asked in self.signs else in_group)
+                     if s.asks_age is not None), None)
+
+    def _triggers(self, text: Text, mentions: list[Mention]) -> list:
+        """ConText triggers, without a negation inside a longer concept term ("can't move", "no
+        feeling"): that is part of the term, not a negation of anything else in the sentence."""
         cover = [0] * len(text)
         for m in mentions:
             if m.concept not in self._sign_concepts:
                 continue                       # "I don't have that" is a denial, not a sign's words
             for i in range(m.start, m.end):
                 cover[i] = max(cover[i], m.end - m.start)
-        triggers = [t for t in self.context.triggers(text)
-                    if not (t.category == NEGATED and min(cover[t.start:t.end]) > t.end - t.start)]
-        by_concept = Mentions(mentions)
-        mods = _ModCache(self.context, text, triggers)
-        screen = Screen(quantities=quantities, text=text)
+        return [t for t in self.context.triggers(text)
+                if not (t.category == NEGATED and min(cover[t.start:t.end]) > t.end - t.start)]
+
+    @staticmethod
+    def _complaints(screen: Screen, text: Text, by_concept: "Mentions", mods: "_ModCache", question: bool,
+                    back_context: bool) -> None:
+        """Whose back complaint the message states (`back_subjects`), and whether it is only about
+        another body part (`other_complaint`)."""
         others = [m for m in _other_complaints(by_concept) if NEGATED not in mods.of((m,))]
         symptom_concepts = SYMPTOM_CONCEPTS | COMPLAINT_CONCEPTS
         # the back named with a symptom beside it ("my back is sore"), not "which muscles work the back?"
@@ -174,40 +199,39 @@ class Screener:
             if NEGATED not in found and HYPOTHETICAL not in found and not (question and subject == UNKNOWN):
                 screen.back_subjects.add(subject)
         screen.other_complaint = bool(others) and not screen.back_subjects and not back_context
-        patient_now = patient or self._patient(text, triggers, screen.back_subjects,
-                                               bool(by_concept.get(SELF_REFERENCE)))
-        screen.patient = patient_now
-        for m in mentions:
-            if any(m.concept in s.facts for s in self.signs.values()):
-                found = mods.of((m,))
-                if not found & {NEGATED, HYPOTHETICAL, HISTORICAL} and _counts(mods.subject((m,)), patient_now):
-                    screen.facts.add(m.concept)
-        known = facts | screen.facts
-        for sign in self.signs.values():
-            lesser = self._lesser(sign, by_concept, mods, patient_now) if sign.id == asked else []
-            # "just slipped over" answering "a serious fall?": the topic is not taken as said
-            implied = sign.topic if sign.id == asked and not lesser else frozenset()
-            found = self._sign(sign, text, by_concept, mods, implied, known, patient_now, screen, sign.id == asked)
-            screen.findings += found
-            concepts = sign.topic if sign.id == asked else sign.denial
-            screen.findings += self._topic_denial(sign, concepts, text, by_concept, mods, patient_now)
-            if lesser and not any(f.status == PRESENT for f in found):
-                m = lesser[0]
-                screen.findings.append(Finding(sign.id, sign.level, NEGATED_SIGN, patient_now,
-                                               message_slice(text, m.start, m.end), via="question"))
-        for q in quantities:
+
+    def _screen_sign(self, screen: Screen, sign: Sign, asked: str | None, text: Text, by_concept: "Mentions",
+                     mods: "_ModCache", known: frozenset[str], patient: str) -> None:
+        """One sign's findings: its combinations (with the open question's topic understood),
+        a clear "no" about its topic, and a lesser version answering its question."""
+        lesser = self._lesser(sign, by_concept, mods, patient) if sign.id == asked else []
+        # "just slipped over" answering "a serious fall?": the topic is not taken as said
+        implied = sign.topic if sign.id == asked and not lesser else frozenset()
+        found = self._sign(sign, text, by_concept, mods, implied, known, patient, screen, sign.id == asked)
+        screen.findings += found
+        concepts = sign.topic if sign.id == asked else sign.denial
+        screen.findings += self._topic_denial(sign, concepts, text, by_concept, mods, patient)
+        if lesser and not any(f.status == PRESENT for f in found):
+            m = lesser[0]
+            screen.findings.append(Finding(sign.id, sign.level, NEGATED_SIGN, patient,
+                                           message_slice(text, m.start, m.end), via="question"))
+
+    @staticmethod
+    def _read_age(screen: Screen, text: Text, mods: "_ModCache", patient: str, age_question: Sign | None,
+                  asked: str | None) -> None:
+        """The patient's age, and what it answers of a question that asks "are you over N?"."""
+        for q in screen.quantities:
             if q.kind == AGE:
                 m = Mention("age", q.start, q.end, text.clause[q.start], text.sentence[q.start])
-                if _counts(mods.subject((m,)), patient_now) and NEGATED not in mods.of((m,)):
+                if _counts(mods.subject((m,)), patient) and NEGATED not in mods.of((m,)):
                     screen.age = q.value
         if age_question is not None and screen.age is not None and age_question.id not in screen.present \
                 and (age_question.id == asked or screen.age >= age_question.asks_age):
             # "47" answering "...or are you over 70?": the age answers the question, "82" a yes
             # (in a grouped question only a yes: the age says nothing of the other items)
             status = NEGATED_SIGN if screen.age < age_question.asks_age else PRESENT
-            screen.findings.append(Finding(age_question.id, age_question.level, status, patient_now,
+            screen.findings.append(Finding(age_question.id, age_question.level, status, patient,
                                            str(int(screen.age)), via="question"))
-        return screen
 
     @staticmethod
     def _lesser(sign: Sign, by_concept: "Mentions", mods: "_ModCache", patient: str) -> list[Mention]:
