@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run chat train test soak bench rasa-check clean
+.PHONY: setup run chat train test soak bench mutation rasa-check clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -31,6 +31,11 @@ soak: setup
 
 bench: setup
 	$(BIN)/python benchmarks/run.py
+
+# Mutation testing of the safety layer (tests/mutation/run.py); not part of `make test`.
+# Every mutant by default (1-2 h on 2 cores); MUTATION_SAMPLE=N for a sample.
+mutation: setup
+	$(BIN)/python tests/mutation/run.py
 
 # Real Rasa 3.6.21 on the project: validate, train, conversation tests, safety over REST.
 # Its venv (Python 3.10, via pyenv) is made once in RASA_VENV, default ~/.cache/backline/rasa-3.6.

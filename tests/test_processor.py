@@ -240,3 +240,25 @@ def test_ordinary_answers_never_get_the_crisis_question(agent, project) -> None:
     asked = [t for t in answers
              if (q := safety.decide(slots, t, "inform", "symptom_form").question) is not None and q.sign == "self_harm"]
     assert asked == []
+
+def test_a_safety_question_mid_form_goes_alone_and_the_answer_resumes_the_form(chat, agent, loop):
+    sender = _sender()
+    form_question = chat("my lower back hurts after lifting", sender)[-1]["text"]
+    asked = chat("my left arm feels heavy and numb", sender)
+    # the safety question is the whole reply: the form's own question waits for its answer
+    assert len(asked) == 1 and "chest pain" in asked[0]["text"]
+    assert [b["payload"] for b in asked[0]["buttons"]] == ["/affirm", "/deny", "/skip"]
+    replies = chat("no", sender)
+    assert "Thank you" in replies[0]["text"] and replies[-1]["text"] == form_question and len(replies) == 2
+    tracker = loop.run_until_complete(agent.tracker(sender))
+    assert tracker.active_loop == "symptom_form" and tracker.slots["safety_question"] is None
+    assert not tracker.slots.get("red_flags")
+
+
+def test_a_safety_question_outside_the_form_is_answered_with_thanks_only(chat, agent, loop):
+    sender = _sender()
+    assert "chest pain" in chat("my left arm feels heavy and numb", sender)[-1]["text"]
+    replies = chat("no", sender)
+    assert len(replies) == 1 and "Thank you" in replies[0]["text"]
+    tracker = loop.run_until_complete(agent.tracker(sender))
+    assert tracker.active_loop is None and tracker.slots["safety_question"] is None

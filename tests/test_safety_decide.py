@@ -263,3 +263,28 @@ def test_a_function_that_is_fine_or_a_noun_negated_is_no_sign(text: str) -> None
 def test_a_lost_will_to_live_gets_the_direct_question_not_an_alarm() -> None:
     decision, slots = apply({}, "I have back pain 5 years. I not see any reason to go on, everything is dark for me.")
     assert decision.question.sign == "self_harm" and not slots.get("red_flags")
+
+@pytest.mark.parametrize("intent,text,present", [
+    ("affirm", "absolutely", True), ("affirm", "for sure, every day", True), ("deny", "certainly not", False),
+])
+def test_a_short_answer_without_answer_words_is_read_by_its_intent(intent: str, text: str, present: bool) -> None:
+    # "absolutely" is in neither word list: the intent (up to four words) says yes, so the sign is found
+    decision, slots = apply({"requested_slot": "screen_fever", "triage_level": "routine"}, text, intent, FORM)
+    assert slots["screen_fever"] is present
+    assert (slots.get("red_flags") == ["fever"]) is present
+    assert [a.response for a in decision.alerts] == (["utter_urgent"] if present else [])
+
+
+def test_a_longer_message_is_not_read_as_yes_by_its_intent_alone() -> None:
+    # five words and no answer word: not taken as an answer yet (asked again), whatever the intent
+    _, slots = apply({"requested_slot": "screen_fever", "triage_level": "routine"}, "for sure, every single day",
+                     "affirm", FORM)
+    assert slots.get("screen_fever") is None and not slots.get("red_flags")
+
+
+@pytest.mark.parametrize("slot,outcome", [("screen_urgent", "found"), ("screen_bones", True)])
+def test_exactly_70_answers_the_over_70_question_with_a_yes(slot: str, outcome: object) -> None:
+    # the rule is "70 or over" (asks_age: 70): the boundary counts, alone or in the grouped question
+    facts = {"patient": "self", "back": True, "seen": ["minor_mechanism"]}
+    _, slots = apply({**MID_FORM, "patient_facts": facts, "requested_slot": slot}, "70", "inform", FORM)
+    assert slots[slot] == outcome and slots["red_flags"] == ["minor_trauma_risk"]

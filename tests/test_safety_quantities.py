@@ -42,3 +42,27 @@ def read(text: str, asked: str | None = None) -> list[tuple[str, float]]:
 ])
 def test_what_a_number_measures(text: str, asked: str | None, expected: list) -> None:
     assert read(text, asked) == expected
+
+
+@pytest.mark.parametrize("text,asked,expected", [
+    ("39 on the thermometer", None, [(TEMPERATURE, 39)]),   # the cue after the number makes it a fever
+    ("74 yr", "age", [(AGE, 74)]),                          # the short unit answering the age question
+    ("for 3 mths", None, [(DURATION, 13)]),                 # 3 months = 13 weeks
+    ("30 sec", None, [(DURATION, 0)]),                      # seconds and minutes are no weeks of pain
+    ("20 mins", None, [(DURATION, 0)]),
+    ("about 20 min", None, [(DURATION, 0)]),
+    ("for 3 nights", None, [(DURATION, 0.43)]),             # 3 / 7 weeks
+    ("for 3 wks", None, [(DURATION, 3)]),
+    ("thirty-nine years old", None, [(AGE, 39)]),           # a number in words is no temperature
+    ("she is thirty-eight", None, [(AGE, 38)]),
+    ("running 38", None, [(TEMPERATURE, 38)]),              # "running" a temperature, no unit
+    ("6-7", "severity", [(SCORE, 7)]),                      # a range: the worse reading
+    ("5 to 6", "severity", [(SCORE, 6)]),
+    ("for a fortnight", None, [(DURATION, 2)]),
+    ("a 72 yr - old man", None, [(AGE, 72)]),
+    ("she is 120", None, [(AGE, 120)]),                     # ages run 1-120
+    ("im 81", None, [(AGE, 81)]),                           # "im" is split into "i" "m"
+    ("9", "fever", []),                                     # answering the fever question: no pain score
+])
+def test_units_and_cues_read_as_they_measure(text: str, asked: str | None, expected: list) -> None:
+    assert read(text, asked) == expected

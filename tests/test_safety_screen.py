@@ -147,3 +147,27 @@ def test_someone_elses_medicine(text: str, theirs: bool) -> None:
 ])
 def test_other_people_are_named_by_the_context_rules(text: str, people: list) -> None:
     assert SCREENER.other_people(text) == people
+
+
+# whose back the message complains about: a danger sign that is only about the back (back_only) is
+# skipped when the message is about another body part, so losing the back here loses the sign
+@pytest.mark.parametrize("text,question,subjects", [
+    ("the lower back has been sore since Monday", False, {"unknown"}),   # no "my": still a back complaint
+    ("my back is really sore and my knee aches", False, {SELF}),         # another part named too
+    ("my colleague had back pain. I'm just stiff", False, {"other", SELF}),   # "stiff" is mine
+    ("what helps back pain?", True, set()),                             # an FAQ: nobody's back
+    ("my back hurts, what helps?", True, {SELF}),                       # an FAQ with my own back
+])
+def test_whose_back_the_message_complains_about(text: str, question: bool, subjects: set[str]) -> None:
+    result = SCREENER.screen(text, question=question) if question else SCREENER.screen(text)
+    assert result.back_subjects == subjects
+    assert result.other_complaint is False
+
+
+@pytest.mark.parametrize("text,sign", [
+    ("I have had a fever since Tuesday. The cough is gone now.", "fever"),
+    ("I wet myself this morning. The headache is gone.", "bladder_bowel"),
+])
+def test_a_denial_in_the_next_sentence_does_not_reach_back_to_a_sign(text: str, sign: str) -> None:
+    # "... is gone" looks backward, but only within its own sentence
+    assert sign in SCREENER.screen(text).present

@@ -313,7 +313,11 @@ class SafetyLayer:
         if not candidates:
             return None
         order = list(self.signs)
-        best = min(candidates, key=lambda s: (s.id != CRISIS_SIGN, -level_rank(s.level), order.index(s.id)))
+        # the rules' own suspicion before the learned backstop's guess ("my left arm feels heavy
+        # and numb": the chest, not the saddle area)
+        by_rules = {f.sign for f in screen.findings if f.status == SUSPECTED and f.via != "detector"}
+        best = min(candidates, key=lambda s: (s.id != CRISIS_SIGN, -level_rank(s.level), s.id not in by_rules,
+                                              order.index(s.id)))
         return Question(best.id, best.question)
 
     def _alerts(self, signs: list[str]) -> list[Alert]:
