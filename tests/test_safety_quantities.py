@@ -66,3 +66,11 @@ def test_what_a_number_measures(text: str, asked: str | None, expected: list) ->
 ])
 def test_units_and_cues_read_as_they_measure(text: str, asked: str | None, expected: list) -> None:
     assert read(text, asked) == expected
+
+
+@pytest.mark.parametrize("text,asked,expected", [
+    ("38 years", "age", [(AGE, 38)]),              # answering an age question, years are an age
+    ("38 years", None, [(DURATION, 1976)]),        # otherwise a duration
+])
+def test_years_answering_an_age_question_are_an_age(text: str, asked: str | None, expected) -> None:
+    assert read(text, asked) == expected

@@ -171,3 +171,21 @@ def test_whose_back_the_message_complains_about(text: str, question: bool, subje
 def test_a_denial_in_the_next_sentence_does_not_reach_back_to_a_sign(text: str, sign: str) -> None:
     # "... is gone" looks backward, but only within its own sentence
     assert sign in SCREENER.screen(text).present
+
+
+@pytest.mark.parametrize("text, sign", [
+    ("my back hurts and my temperature is 38", "fever"),                 # exactly 38 C is a fever
+    ("I slipped on the step and now my back hurts, I'm 70", "minor_trauma_risk"),   # exactly 70
+])
+def test_thresholds_count_from_their_own_value(text: str, sign: str) -> None:
+    assert sign in SCREENER.screen(text).present
+
+
+def test_the_open_question_alone_gets_its_topic_understood_and_its_lesser_version_read() -> None:
+    # "numb" is the saddle area only when the saddle question is the one asked
+    assert "saddle_numbness" in SCREENER.screen("numb", asked="saddle_numbness").present
+    assert "saddle_numbness" not in SCREENER.screen("numb", asked="leg_weakness").present
+    # a small fall is a no to the serious-fall question only
+    slip = "just slipped over, landed on my bum"
+    assert "major_trauma" in SCREENER.screen(slip, asked="major_trauma").negated
+    assert "major_trauma" not in SCREENER.screen(slip, asked="fever").negated
