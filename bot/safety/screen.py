@@ -356,7 +356,7 @@ class Screener:
                 return Finding(sign.id, sign.level, NEGATED_SIGN, subject, message_slice(text, *_span(members)),
                                via="question")
             return None                    # "a fever last year": not a sign now; the form still asks
-        start, end = (min(s for s, _ in spans), max(e for _, e in spans)) if spans else (0, 0)
+        start, end = _span(members)
         words = message_slice(text, start, end) if spans else ""
         if NEGATED in found:
             return Finding(sign.id, sign.level, NEGATED_SIGN, subject, words, via=via)
