@@ -6,18 +6,20 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from bot.actions.runner import ActionFailed, ActionRejected, ActionResult, HttpRunner, InProcessRunner
+from bot.actions.runner import ActionFailed, ActionRejected, ActionResult
 from bot.dialogue import tracker as ev
 from bot.dialogue.domain import Domain, fill
-from bot.dialogue.policies import MemoizationPolicy, Prediction, RulePolicy
+from bot.dialogue.forms import FormLoop
+from bot.dialogue.loop import LoopPolicy, Policy
+from bot.dialogue.policies import Prediction
 from bot.dialogue.slots import extract_slots
 from bot.dialogue.tracker import ACTION_LISTEN, Tracker
-from bot.nlu.pipeline import NLUModel, clean_text
-from bot.safety.decide import Decision, SafetyLayer
-from bot.safety.guard import OutputGuard
+from bot.nlu.pipeline import clean_text
+from bot.safety.decide import Decision
 
 log = logging.getLogger(__name__)
 MAX_ACTIONS_PER_TURN = 10
@@ -27,6 +29,29 @@ ANSWER_BUTTONS = [{"title": "Yes", "payload": "/affirm"}, {"title": "No", "paylo
                   {"title": "Not sure", "payload": "/skip"}]
 SESSION_START_PAYLOAD = "/session_start"
 MESSAGE_KEYS = ("text", "buttons", "image", "custom", "attachment", "elements")
+
+
+# -- what the processor needs from its collaborators (the real ones: bot/nlu/pipeline.py NLUModel,
+# bot/safety/decide.py SafetyLayer, bot/safety/guard.py OutputGuard, bot/actions/runner.py runners,
+# bot/dialogue/policies.py policies) --------------------------------------------------------------
+
+class Parser(Protocol):
+    def parse(self, text: str, message_id: str | None = None) -> dict[str, Any]: ...
+
+
+class Safety(Protocol):
+    def decide(self, slots: Mapping[str, Any], text: str, intent: str | None = None,
+               active_loop: str | None = None) -> Decision: ...
+
+    def owns(self, slot: str) -> bool: ...
+
+
+class Guard(Protocol):
+    def check(self, text: str) -> tuple[str, list[str]]: ...
+
+
+class Runner(Protocol):
+    async def run(self, name: str, tracker: dict[str, Any], domain: dict[str, Any]) -> ActionResult: ...
 
 
 @dataclass
@@ -39,12 +64,13 @@ class UserMessage:
 
 
 class Processor:
-    def __init__(self, domain: Domain, nlu: NLUModel, policies: list[RulePolicy | MemoizationPolicy],
-                 runner: InProcessRunner | HttpRunner | None, safety: SafetyLayer, guard: OutputGuard,
-                 settings: dict[str, Any]) -> None:
+    def __init__(self, domain: Domain, nlu: Parser, policies: Sequence[Policy], runner: Runner | None,
+                 safety: Safety, guard: Guard, settings: dict[str, Any]) -> None:
         self.domain = domain
         self.nlu = nlu
-        self.policies = policies
+        self.policies = list(policies)
+        self.loop = LoopPolicy(self.policies)
+        self.forms = FormLoop(domain, self)
         self.runner = runner
         self.safety = safety
         self.guard = guard
@@ -81,12 +107,12 @@ class Processor:
             return out
         self._fill_slots(tracker)
         for _ in range(MAX_ACTIONS_PER_TURN):
-            action = self._predict(tracker)
+            action = self.loop.predict(tracker)
             if action.action == ACTION_LISTEN:
                 break
             if decision.question is not None and action.action in self.domain.forms:
                 # the safety question goes first; the form's own question waits for its answer
-                await self._run_form(tracker, action.action, out, ask=False)
+                await self.forms.run(tracker, action.action, out, ask=False)
                 break
             if await self._run(tracker, action.action, out, action) == "stop":
                 break
@@ -130,16 +156,16 @@ class Processor:
         started = False
         if "action_session_start" in self.custom_actions:
             try:
-                result = await self._call_custom(tracker, "action_session_start")
+                result = await self.call_custom(tracker, "action_session_start")
                 tracker.add(ev.action_executed("action_session_start"))
-                self._apply_result(tracker, result, out)
+                self.apply_result(tracker, result, out)
                 started = any(e.get("event") == "session_started" for e in result.events)
             except (ActionFailed, ActionRejected):
                 log.warning("custom action_session_start failed; using the built-in one")
         if not started:
             tracker.add(ev.action_executed("action_session_start"))
             tracker.add(ev.session_started())
-            self._utter(tracker, "utter_disclaimer", out)
+            self.utter(tracker, "utter_disclaimer", out)
             tracker.add(ev.action_executed(ACTION_LISTEN))
         for name in ("emergency_number", "crisis_line"):  # the configured numbers, for actions too
             if name in self.domain.slots and tracker.slots.get(name) != self.settings.get(name):
@@ -155,69 +181,21 @@ class Processor:
         for event in decision.events:
             tracker.add({**event, "timestamp": time.time()})
         for alert in decision.alerts:
-            self._utter(tracker, alert.response, out, alert.values)
+            self.utter(tracker, alert.response, out, alert.values)
         return decision
 
     async def _resume(self, tracker: Tracker, decision: Decision, out: list[dict[str, Any]]) -> None:
         """After an answer to a safety question: thank, then repeat the open form question."""
         if not decision.alerts:
-            self._utter(tracker, "utter_safety_thanks", out)
+            self.utter(tracker, "utter_safety_thanks", out)
         slot = tracker.slots.get("requested_slot")
         if tracker.active_loop and slot:
-            await self._ask(tracker, tracker.active_loop, slot, out)
+            await self.forms.ask(tracker, tracker.active_loop, slot, out)
 
     def _fill_slots(self, tracker: Tracker) -> None:
         for name, value in extract_slots(self.domain, tracker).items():
             if not self.safety.owns(name):
                 tracker.add(ev.slot_set(name, value))
-
-    def _predict(self, tracker: Tracker) -> Prediction:
-        """Followup, then the active loop (Rasa's happy path), then rules/stories, else listen."""
-        if tracker.followup_action:
-            name = tracker.followup_action
-            tracker.followup_action = None
-            return Prediction(name, "followup")
-        loop = tracker.active_loop
-        if loop:
-            if tracker.last_rejected == loop:
-                return self._policy_prediction(tracker) or Prediction("action_default_fallback", "fallback")
-            if self._latest_real_action(tracker) == loop:
-                return Prediction(ACTION_LISTEN, "loop")
-            if self._awaiting_first_action(tracker):
-                return Prediction(loop, "loop")
-            return self._policy_prediction(tracker) or Prediction(loop, "loop")
-        prediction = self._policy_prediction(tracker)
-        if prediction:
-            return prediction
-        if self._awaiting_first_action(tracker):
-            return Prediction("action_default_fallback", "fallback")
-        return Prediction(ACTION_LISTEN, "fallback")
-
-    @staticmethod
-    def _latest_real_action(tracker: Tracker) -> str | None:
-        """The last action of this turn that is not the safety layer's own (or action_listen)."""
-        for event in reversed(tracker.events):
-            if event.get("event") == "user":
-                return None
-            if event.get("event") == "action" and event.get("name") not in ev.TRANSPARENT_ACTIONS:
-                return event.get("name")
-        return None
-
-    @staticmethod
-    def _awaiting_first_action(tracker: Tracker) -> bool:
-        for event in reversed(tracker.events):
-            if event.get("event") == "user":
-                return True
-            if event.get("event") == "action" and event.get("name") not in ev.TRANSPARENT_ACTIONS:
-                return False
-        return False
-
-    def _policy_prediction(self, tracker: Tracker) -> Prediction | None:
-        for policy in self.policies:
-            prediction = policy.predict(tracker)
-            if prediction:
-                return prediction
-        return None
 
     # -- running actions -------------------------------------------------------------------------
 
@@ -225,10 +203,11 @@ class Processor:
                    prediction: Prediction | None = None) -> str | None:
         policy = prediction.policy if prediction else None
         if name in self.domain.forms:
-            return await self._run_form(tracker, name, out)
+            await self.forms.run(tracker, name, out)
+            return None
         if name == "action_restart":
             tracker.add(ev.action_executed(name, policy))
-            self._utter(tracker, "utter_restart", out)
+            self.utter(tracker, "utter_restart", out)
             tracker.add(ev.restarted())
             return None
         if name == "action_deactivate_loop":
@@ -238,7 +217,7 @@ class Processor:
             return None
         if name == "action_default_fallback":
             tracker.add(ev.action_executed(name, policy))
-            self._utter(tracker, "utter_default", out)
+            self.utter(tracker, "utter_default", out)
             return None
         if name == SAFETY_ACTION:
             tracker.add(ev.action_executed(name, policy))
@@ -248,16 +227,16 @@ class Processor:
             return None
         if self.domain.is_response(name):
             tracker.add(ev.action_executed(name, policy))
-            self._utter(tracker, self._response_name(tracker, name), out)
+            self.utter(tracker, self._response_name(tracker, name), out)
             return None
         tracker.add(ev.action_executed(name, policy))
         try:
-            result = await self._call_custom(tracker, name)
+            result = await self.call_custom(tracker, name)
         except (ActionFailed, ActionRejected) as exc:
             log.warning("action %s failed: %s", name, exc)
-            self._utter(tracker, "utter_action_failed", out)
+            self.utter(tracker, "utter_action_failed", out)
             return "stop"
-        self._apply_result(tracker, result, out)
+        self.apply_result(tracker, result, out)
         return None
 
     def _response_name(self, tracker: Tracker, action: str) -> str:
@@ -270,18 +249,22 @@ class Processor:
         name = f"utter_{key}" if key else ""
         return name if name in self.domain.responses else "utter_default"
 
-    async def _call_custom(self, tracker: Tracker, name: str, extra_events: list[dict[str, Any]] | None = None
+    async def call_custom(self, tracker: Tracker, name: str, extra_events: list[dict[str, Any]] | None = None
                            ) -> ActionResult:
         state = tracker.as_dict("ALL")
         if extra_events:
             state["events"] = state["events"] + extra_events
         return await self.runner.run(name, state, self.domain.as_dict())
 
-    def _apply_result(self, tracker: Tracker, result: ActionResult, out: list[dict[str, Any]]) -> None:
+    def owns_slot(self, name: str) -> bool:
+        """Only the safety layer writes its slots (the triage level, danger signs, answers)."""
+        return self.safety.owns(name)
+
+    def apply_result(self, tracker: Tracker, result: ActionResult, out: list[dict[str, Any]]) -> None:
         for response in result.responses:
             self._emit_response(tracker, response, out)
         for event in result.events:
-            if event.get("event") == "slot" and self.safety.owns(event.get("name")):
+            if event.get("event") == "slot" and self.owns_slot(event.get("name")):
                 # bot/safety is the only writer of the triage level, danger signs and screening answers
                 if event.get("value") != tracker.slots.get(event.get("name")):
                     log.warning("action tried to set safety slot %s; ignored", event.get("name"))
@@ -289,66 +272,6 @@ class Processor:
             if event.get("timestamp") is None:  # rasa-sdk events carry null timestamps
                 event = {**event, "timestamp": time.time()}
             tracker.add(event)
-
-    async def _run_form(self, tracker: Tracker, form_name: str, out: list[dict[str, Any]], ask: bool = True
-                        ) -> str | None:
-        """A form (Rasa's FormAction): validate what the user gave, then ask the next empty slot
-        (`ask=False`: only set it as the requested slot; a safety question goes first)."""
-        form = self.domain.forms[form_name]
-        activating = tracker.active_loop != form_name
-        validate = f"validate_{form_name}"
-        came_from_user = self._awaiting_first_action(tracker) or activating
-        if came_from_user:
-            candidates = {k: v for k, v in tracker.slots_set_since_user().items() if k in form.required_slots}
-            result = ActionResult()
-            if validate in self.custom_actions:    # as Rasa: on activation too (dynamic required slots)
-                # screening answers come from the safety layer: nothing for the form to validate
-                extra = [ev.slot_set(k, v) for k, v in candidates.items() if not self.safety.owns(k)]
-                try:
-                    result = await self._call_custom(tracker, validate, extra)
-                except (ActionFailed, ActionRejected) as exc:
-                    log.warning("%s failed: %s", validate, exc)
-            # As Rasa's FormAction: any validated slot (even one reset to None to re-ask) counts.
-            filled = candidates or any(
-                e.get("event") == "slot" and e.get("name") in form.required_slots for e in result.events)
-            if not activating and not filled:
-                tracker.add(ev.action_rejected(form_name))
-                return None
-            tracker.add(ev.action_executed(form_name))
-            if activating:
-                tracker.add(ev.active_loop(form_name))
-            requested_override = next((e for e in result.events if e.get("event") == "slot"
-                                       and e.get("name") == "requested_slot"), None)
-            self._apply_result(tracker, ActionResult(
-                [e for e in result.events if e is not requested_override], result.responses), out)
-            if requested_override is not None:
-                return await self._ask(tracker, form_name, requested_override.get("value"), out, ask)
-        else:
-            tracker.add(ev.action_executed(form_name))
-        missing = next((s for s in form.required_slots if tracker.slots.get(s) is None), None)
-        return await self._ask(tracker, form_name, missing, out, ask)
-
-    async def _ask(self, tracker: Tracker, form_name: str, slot: str | None, out: list[dict[str, Any]],
-                   utter: bool = True) -> None:
-        """Request `slot` the way Rasa's form does: action_ask_<form>_<slot>, action_ask_<slot>,
-        then the responses utter_ask_<form>_<slot>, utter_ask_<slot>."""
-        if slot is None:
-            tracker.add(ev.active_loop(None))
-            tracker.add(ev.slot_set("requested_slot", None))
-            return None
-        tracker.add(ev.slot_set("requested_slot", slot))
-        if not utter:
-            return None
-        for name in (f"action_ask_{form_name}_{slot}", f"action_ask_{slot}"):
-            if name in self.custom_actions and name in self.domain.actions:
-                try:       # run inside the form, as Rasa does: no ActionExecuted of its own
-                    self._apply_result(tracker, await self._call_custom(tracker, name), out)
-                    return None
-                except (ActionFailed, ActionRejected) as exc:
-                    log.warning("%s failed: %s; asking with the response", name, exc)
-        self._utter(tracker, f"utter_ask_{form_name}_{slot}" if f"utter_ask_{form_name}_{slot}" in self.domain.responses
-                    else f"utter_ask_{slot}", out)
-        return None
 
     # -- bot messages ---------------------------------------------------------------------------
 
@@ -360,7 +283,7 @@ class Processor:
             values.update({k: v for k, v in extra.items() if v is not None})
         return values
 
-    def _utter(self, tracker: Tracker, response: str, out: list[dict[str, Any]],
+    def utter(self, tracker: Tracker, response: str, out: list[dict[str, Any]],
                extra: dict[str, Any] | None = None) -> None:
         for message in self.domain.render(response, self._template_values(tracker, extra)):
             self._send(tracker, message, out)
@@ -369,7 +292,7 @@ class Processor:
         name = response.get("response") or response.get("template")
         if name:
             extra = {k: v for k, v in response.items() if k not in MESSAGE_KEYS and k not in ("response", "template")}
-            self._utter(tracker, name, out, extra)
+            self.utter(tracker, name, out, extra)
             return
         message = {k: response[k] for k in MESSAGE_KEYS if response.get(k)}
         if "text" in message:
