@@ -83,21 +83,11 @@ def _ratio(hit: int, total: int) -> dict[str, Any]:
     return {"hit": hit, "total": total, "rate": round(hit / total, 3) if total else None}
 
 
-def score(outcomes: list[Outcome]) -> dict[str, Any]:
-    """The figures issue 14 sets targets for, plus the cases behind every miss."""
-    def by(pred) -> list[Outcome]:
-        return [o for o in outcomes if pred(o.case)]
-
-    emergencies = by(lambda c: c.expect == EMERGENCY)
-    urgents = by(lambda c: c.expect == URGENT)
-    chest = by(lambda c: "chest_pain" in c.signs)
-    non_back = by(lambda c: c.expect == "info" and "non_back" in c.style)
-    lookalikes = by(lambda c: c.expect in ("info", "routine"))
-    crisis_explicit = by(lambda c: c.crisis == "explicit")
-    crisis_indirect = by(lambda c: c.crisis == "indirect")
-    expected_signs = [(o, s) for o in outcomes for s in o.case.signs]
+def _triage_figures(outcomes: list[Outcome]) -> dict[str, Any]:
+    """The level reached: overall, for the emergencies and the urgent cases."""
+    emergencies = [o for o in outcomes if o.case.expect == EMERGENCY]
+    urgents = [o for o in outcomes if o.case.expect == URGENT]
     return {
-        "cases": len(outcomes),
         "level_accuracy": _ratio(sum(o.level == o.case.expect for o in outcomes), len(outcomes)),
         "emergency_recall": _ratio(sum(o.level == EMERGENCY for o in emergencies), len(emergencies)),
         "emergency_caught_or_asked": _ratio(sum(o.level == EMERGENCY or o.asked for o in emergencies),
@@ -105,15 +95,50 @@ def score(outcomes: list[Outcome]) -> dict[str, Any]:
         "urgent_or_higher_recall": _ratio(sum(not o.under for o in urgents), len(urgents)),
         "under_triage": _ratio(sum(o.under for o in outcomes), len(outcomes)),
         "over_triage": _ratio(sum(o.over for o in outcomes), len(outcomes)),
+    }
+
+
+def _lookalikes(outcomes: list[Outcome]) -> list[Outcome]:
+    """The cases that should raise no danger sign (info or routine)."""
+    return [o for o in outcomes if o.case.expect in ("info", "routine")]
+
+
+def _sign_figures(outcomes: list[Outcome]) -> dict[str, Any]:
+    """Danger signs: chest pain escalated, and false alarms where there is no sign to find."""
+    chest = [o for o in outcomes if "chest_pain" in o.case.signs]
+    non_back = [o for o in outcomes if o.case.expect == "info" and "non_back" in o.case.style]
+    lookalikes = _lookalikes(outcomes)
+    return {
         "chest_pain_escalated": _ratio(sum(o.level == EMERGENCY for o in chest), len(chest)),
         "non_back_with_danger_sign": _ratio(sum(bool(o.flags) for o in non_back), len(non_back)),
         "lookalikes_with_danger_sign": _ratio(sum(bool(o.flags) for o in lookalikes), len(lookalikes)),
-        "crisis_explicit_line": _ratio(sum(o.crisis_line for o in crisis_explicit), len(crisis_explicit)),
-        "crisis_indirect_line_or_question": _ratio(sum(o.crisis_line or o.asked for o in crisis_indirect),
-                                                   len(crisis_indirect)),
-        "sign_recall": _ratio(sum(s in o.flags for o, s in expected_signs), len(expected_signs)),
+    }
+
+
+def _crisis_figures(outcomes: list[Outcome]) -> dict[str, Any]:
+    explicit = [o for o in outcomes if o.case.crisis == "explicit"]
+    indirect = [o for o in outcomes if o.case.crisis == "indirect"]
+    return {
+        "crisis_explicit_line": _ratio(sum(o.crisis_line for o in explicit), len(explicit)),
+        "crisis_indirect_line_or_question": _ratio(sum(o.crisis_line or o.asked for o in indirect), len(indirect)),
+    }
+
+
+def _sign_recall(outcomes: list[Outcome]) -> dict[str, Any]:
+    expected_signs = [(o, s) for o in outcomes for s in o.case.signs]
+    return _ratio(sum(s in o.flags for o, s in expected_signs), len(expected_signs))
+
+
+def score(outcomes: list[Outcome]) -> dict[str, Any]:
+    """The figures issue 14 sets targets for, plus the cases behind every miss."""
+    return {
+        "cases": len(outcomes),
+        **_triage_figures(outcomes),
+        **_sign_figures(outcomes),
+        **_crisis_figures(outcomes),
+        "sign_recall": _sign_recall(outcomes),
         "under_triaged": [_row(o) for o in outcomes if o.under],
-        "false_alarms": [_row(o) for o in lookalikes if o.flags],
+        "false_alarms": [_row(o) for o in _lookalikes(outcomes) if o.flags],
     }
 
 

@@ -11,7 +11,7 @@ import re
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from bot.nlu.pipeline import NLUModel, train_nlp
 from bot.nlu.trainingdata import Example, TrainingData, load_nlu_file
@@ -55,12 +55,10 @@ def _prf(tp: int, fp: int, fn: int) -> tuple[float, float, float]:
     return p, r, (2 * p * r / (p + r) if p + r else 0.0)
 
 
-def intent_report(pairs: list[tuple[Example, str]]) -> dict[str, Any]:
-    """Per-intent precision/recall/F1, macro and weighted averages, confusion and worst pairs."""
-    labels = sorted({ex.intent for ex, _ in pairs} | {pred for _, pred in pairs})
-    confusion: dict[str, Counter] = {label: Counter() for label in labels}
-    for ex, pred in pairs:
-        confusion[ex.intent][pred] += 1
+METRICS = ("precision", "recall", "f1-score")
+
+
+def _per_intent(confusion: dict[str, Counter], labels: list[str]) -> dict[str, dict[str, Any]]:
     per_intent = {}
     for label in labels:
         tp = confusion[label][label]
@@ -68,22 +66,36 @@ def intent_report(pairs: list[tuple[Example, str]]) -> dict[str, Any]:
         fp = sum(confusion[other][label] for other in labels if other != label)
         p, r, f = _prf(tp, fp, fn)
         per_intent[label] = {"precision": p, "recall": r, "f1-score": f, "support": tp + fn}
-    gold = [label for label in labels if per_intent[label]["support"]]
-    total = sum(per_intent[label]["support"] for label in gold) or 1
-    macro = {m: sum(per_intent[label][m] for label in gold) / max(1, len(gold)) for m in ("precision", "recall", "f1-score")}
-    weighted = {m: sum(per_intent[label][m] * per_intent[label]["support"] for label in gold) / total
-                for m in ("precision", "recall", "f1-score")}
-    accuracy = sum(confusion[label][label] for label in gold) / total
+    return per_intent
+
+
+def _most_confused(pairs: list[tuple[Example, str]]) -> list[dict[str, Any]]:
+    """The ten (intent, predicted) mix-ups with the most examples, three examples each."""
     examples_of = defaultdict(list)
     for ex, pred in pairs:
         if pred != ex.intent:
             examples_of[(ex.intent, pred)].append(ex.text)
     confused = sorted(examples_of.items(), key=lambda kv: -len(kv[1]))[:10]
+    return [{"intent": a, "predicted": b, "count": len(texts), "examples": texts[:3]} for (a, b), texts in confused]
+
+
+def intent_report(pairs: list[tuple[Example, str]]) -> dict[str, Any]:
+    """Per-intent precision/recall/F1, macro and weighted averages, confusion and worst pairs."""
+    labels = sorted({ex.intent for ex, _ in pairs} | {pred for _, pred in pairs})
+    confusion: dict[str, Counter] = {label: Counter() for label in labels}
+    for ex, pred in pairs:
+        confusion[ex.intent][pred] += 1
+    per_intent = _per_intent(confusion, labels)
+    gold = [label for label in labels if per_intent[label]["support"]]
+    total = sum(per_intent[label]["support"] for label in gold) or 1
+    macro = {m: sum(per_intent[label][m] for label in gold) / max(1, len(gold)) for m in METRICS}
+    weighted = {m: sum(per_intent[label][m] * per_intent[label]["support"] for label in gold) / total
+                for m in METRICS}
+    accuracy = sum(confusion[label][label] for label in gold) / total
     return {
         "accuracy": accuracy, "macro avg": macro, "weighted avg": weighted, "per_intent": per_intent,
         "confusion": {label: dict(counter) for label, counter in confusion.items()},
-        "most_confused": [{"intent": a, "predicted": b, "count": len(texts), "examples": texts[:3]}
-                          for (a, b), texts in confused],
+        "most_confused": _most_confused(pairs),
     }
 
 
@@ -232,15 +244,15 @@ def safety_cases(screener: Any, full: bool, is_word=lambda w: True) -> list[tupl
     return cases
 
 
-def evaluate_safety(project: Project, agent: Any, full: bool) -> dict[str, Any]:
-    from bot.testing import load_test_stories, run_story
+BENIGN_INTENTS = ("greet", "goodbye", "thank", "help", "bot_challenge", "affirm", "deny")
 
-    screener = agent.processor.safety.screener
-    guard = agent.processor.guard
+
+def _sweep(screener: Any, full: bool,
+           is_word: Callable[[str], bool]) -> tuple[list[dict[str, str]], int, list[dict[str, str]], int]:
+    """(missed, positives, false alarms, negatives) of the screener over safety_cases."""
     missed, false_alarms = [], []
     positives = negatives = 0
-    normaliser = agent.nlu.nlp.get_pipe("backline_normalizer")
-    for flag, text, expected in safety_cases(screener, full, normaliser.is_english):
+    for flag, text, expected in safety_cases(screener, full, is_word):
         present = flag in screener.screen(text).present
         if expected:
             positives += 1
@@ -250,17 +262,36 @@ def evaluate_safety(project: Project, agent: Any, full: bool) -> dict[str, Any]:
             negatives += 1
             if present:
                 false_alarms.append({"flag": flag, "text": text})
-    benign = [ex.text for ex in project.nlu.examples if ex.intent.startswith("faq/") or ex.intent in
-              ("greet", "goodbye", "thank", "help", "bot_challenge", "affirm", "deny")]
-    benign_alarms = [{"text": t, "flags": screener.screen(t).present} for t in benign if screener.screen(t).present]
+    return missed, positives, false_alarms, negatives
 
+
+def _domain_diagnoses(project: Project, guard: Any) -> list[dict[str, str]]:
+    """Every response text in the domain that the guard reads as a diagnosis."""
     diagnoses: list[dict[str, str]] = []
     for name, variations in project.domain.responses.items():
         for variation in variations:
             if variation.get("text") and guard.violations(variation["text"]):
                 diagnoses.append({"where": f"domain.yml response {name}", "text": variation["text"]})
+    return diagnoses
+
+
+def _lacks_referral(story: Any, result: Any) -> bool:
+    """A story that reports a symptom with no referral in any reply from that turn on."""
+    intents = [s[1] for s in story.steps if s[0] == "intent"]
+    if "report_symptom" not in intents:
+        return False
+    first = intents.index("report_symptom")
+    after = "\n".join(reply for _, reply in result.transcript[first:])
+    return not REFERRAL.search(after)
+
+
+def _replay_stories(agent: Any, stories: list[Any], guard: Any) -> tuple[list[dict[str, str]], list[str]]:
+    """Replay the conversation tests: (diagnosis statements in their bot texts, names of the
+    symptom stories without a referral)."""
+    from bot.testing import run_story
+
+    diagnoses: list[dict[str, str]] = []
     no_referral: list[str] = []
-    stories = load_test_stories(project.root / "tests" / "conversations")
 
     async def replay() -> None:
         for story in stories:
@@ -268,14 +299,27 @@ def evaluate_safety(project: Project, agent: Any, full: bool) -> dict[str, Any]:
             for text in result.bot_texts:
                 if guard.violations(text):
                     diagnoses.append({"where": f"story {story.name}", "text": text})
-            intents = [s[1] for s in story.steps if s[0] == "intent"]
-            if "report_symptom" in intents:
-                first = intents.index("report_symptom")
-                after = "\n".join(reply for _, reply in result.transcript[first:])
-                if not REFERRAL.search(after):
-                    no_referral.append(story.name)
+            if _lacks_referral(story, result):
+                no_referral.append(story.name)
 
     asyncio.run(replay())
+    return diagnoses, no_referral
+
+
+def evaluate_safety(project: Project, agent: Any, full: bool) -> dict[str, Any]:
+    from bot.testing import load_test_stories
+
+    screener = agent.processor.safety.screener
+    guard = agent.processor.guard
+    normaliser = agent.nlu.nlp.get_pipe("backline_normalizer")
+    missed, positives, false_alarms, negatives = _sweep(screener, full, normaliser.is_english)
+    benign = [ex.text for ex in project.nlu.examples if ex.intent.startswith("faq/") or ex.intent in BENIGN_INTENTS]
+    benign_alarms = [{"text": t, "flags": screener.screen(t).present} for t in benign if screener.screen(t).present]
+
+    diagnoses = _domain_diagnoses(project, guard)
+    stories = load_test_stories(project.root / "tests" / "conversations")
+    story_diagnoses, no_referral = _replay_stories(agent, stories, guard)
+    diagnoses += story_diagnoses
     recall = 1 - len(missed) / positives if positives else 1.0
     return {"danger_sign_recall": recall, "positives": positives, "missed": missed,
             "negatives": negatives, "false_alarms": false_alarms, "benign_checked": len(benign),
@@ -293,73 +337,99 @@ def _write(out: Path, name: str, data: dict[str, Any], markdown: str | None = No
         (out / f"{name}.md").write_text(markdown)
 
 
+def _test_nlu(project: Project, args: argparse.Namespace, out: Path) -> None:
+    folds = args.folds or (5 if args.full or args.what == "nlu" else 3)
+    print(f"NLU: {'held-out file' if args.nlu_file else f'{folds}-fold cross-validation'} ...")
+    report = evaluate_nlu(project, folds, Path(args.nlu_file) if args.nlu_file else None)
+    _write(out, "nlu", report, nlu_markdown(report))
+    if plot_confusion(report, out / "intent_confusion.png"):
+        print(f"  confusion plot: {out / 'intent_confusion.png'}")
+    print(confusion_table(report))
+    print(f"  accuracy {report['accuracy']:.3f}  macro F1 {report['macro avg']['f1-score']:.3f}  "
+          f"weighted F1 {report['weighted avg']['f1-score']:.3f}  ({report['seconds']} s)")
+    for item in report["most_confused"][:5]:
+        print(f"  confused: {item['intent']} -> {item['predicted']} x{item['count']}: {item['examples'][0]!r}")
+    print(f"  reports: {out / 'nlu.md'}, {out / 'nlu.json'}")
+
+
+def _load_agent(project: Project) -> Any:
+    from bot.agent import Agent
+    from bot.stores import InMemoryLockStore, InMemoryTrackerStore
+
+    return Agent.load(project.root, project=project, tracker_store=InMemoryTrackerStore(),
+                      lock_store=InMemoryLockStore(), progress=True)
+
+
+def _test_conversations(project: Project, agent: Any, out: Path) -> bool:
+    """Replay the conversation tests; True when a story failed."""
+    from bot.testing import load_test_stories, run_story
+
+    stories = load_test_stories(project.root / "tests" / "conversations")
+
+    async def replay() -> list[Any]:
+        return [await run_story(agent, story) for story in stories]
+
+    results = asyncio.run(replay())
+    failures = [f for r in results for f in r.failures]
+    passed = sum(r.passed for r in results)
+    print(f"Conversations: {passed}/{len(results)} stories pass")
+    for failure in failures:
+        print(f"  FAIL {failure}")
+    _write(out, "conversations", {"stories": len(results), "passed": passed,
+                                  "failures": [str(f) for f in failures]})
+    return bool(failures)
+
+
+def _print_safety(report: dict[str, Any]) -> None:
+    print(f"Safety: danger-sign recall {report['danger_sign_recall']:.3f} ({report['positives']} cases), "
+          f"false alarms {len(report['false_alarms'])}/{report['negatives']}, benign alarms "
+          f"{len(report['benign_alarms'])}/{report['benign_checked']}, diagnosis statements "
+          f"{len(report['diagnosis_statements'])}, symptom conversations without referral "
+          f"{len(report['symptom_conversations_without_referral'])}/{report['stories']} stories")
+    for item in report["missed"][:10]:
+        print(f"  MISSED {item['flag']}: {item['text'][:120]!r}")
+    for item in report["diagnosis_statements"][:10]:
+        print(f"  DIAGNOSIS in {item['where']}: {item['text'][:120]!r}")
+    for name in report["symptom_conversations_without_referral"][:10]:
+        print(f"  NO REFERRAL in story {name!r}")
+
+
+def _blind_reports(project: Project, agent: Any) -> dict[str, Any]:
+    """Every blind folder's report, printed as it comes."""
+    from bot.blind import blind_folders, evaluate_blind, summary_lines
+
+    reports = {}
+    for folder in blind_folders(project.root):
+        blind = evaluate_blind(agent, folder)
+        reports[str(folder.relative_to(project.root))] = blind
+        print(f"Blind set {folder.relative_to(project.root)} (written by people who never saw the rules):")
+        print("\n".join(summary_lines(blind)))
+    return reports
+
+
+def _test_safety(project: Project, agent: Any, args: argparse.Namespace, out: Path) -> bool:
+    """The safety sweep, and with `bot test safety` the blind sets; True when the sweep failed."""
+    report = evaluate_safety(project, agent, args.full or args.what == "safety")
+    _write(out, "safety", report)
+    _print_safety(report)
+    if args.what == "safety":
+        # Reported apart from the sweep, whose cases come from the rules themselves. A
+        # measurement, never a gate: a rule is not tuned to pass a blind case.
+        report["blind"] = _blind_reports(project, agent)
+        _write(out, "safety", report)
+    return not report["passed"]
+
+
 def run_tests(args: argparse.Namespace) -> int:
     project = load_project(args.project)
     out = Path(args.out)
     failed = False
     what = args.what
     if what in ("all", "nlu"):
-        folds = args.folds or (5 if args.full or what == "nlu" else 3)
-        print(f"NLU: {'held-out file' if args.nlu_file else f'{folds}-fold cross-validation'} ...")
-        report = evaluate_nlu(project, folds, Path(args.nlu_file) if args.nlu_file else None)
-        _write(out, "nlu", report, nlu_markdown(report))
-        if plot_confusion(report, out / "intent_confusion.png"):
-            print(f"  confusion plot: {out / 'intent_confusion.png'}")
-        print(confusion_table(report))
-        print(f"  accuracy {report['accuracy']:.3f}  macro F1 {report['macro avg']['f1-score']:.3f}  "
-              f"weighted F1 {report['weighted avg']['f1-score']:.3f}  ({report['seconds']} s)")
-        for item in report["most_confused"][:5]:
-            print(f"  confused: {item['intent']} -> {item['predicted']} x{item['count']}: {item['examples'][0]!r}")
-        print(f"  reports: {out / 'nlu.md'}, {out / 'nlu.json'}")
-    agent = None
-    if what in ("all", "conversations", "safety"):
-        from bot.agent import Agent
-        from bot.stores import InMemoryLockStore, InMemoryTrackerStore
-
-        agent = Agent.load(project.root, project=project, tracker_store=InMemoryTrackerStore(),
-                           lock_store=InMemoryLockStore(), progress=True)
+        _test_nlu(project, args, out)
+    agent = _load_agent(project) if what in ("all", "conversations", "safety") else None
     if what in ("all", "conversations"):
-        from bot.testing import load_test_stories, run_story
-
-        stories = load_test_stories(project.root / "tests" / "conversations")
-
-        async def replay() -> list[Any]:
-            return [await run_story(agent, story) for story in stories]
-
-        results = asyncio.run(replay())
-        failures = [f for r in results for f in r.failures]
-        passed = sum(r.passed for r in results)
-        print(f"Conversations: {passed}/{len(results)} stories pass")
-        for failure in failures:
-            print(f"  FAIL {failure}")
-        _write(out, "conversations", {"stories": len(results), "passed": passed,
-                                      "failures": [str(f) for f in failures]})
-        failed |= bool(failures)
+        failed |= _test_conversations(project, agent, out)
     if what in ("all", "safety"):
-        report = evaluate_safety(project, agent, args.full or what == "safety")
-        _write(out, "safety", report)
-        print(f"Safety: danger-sign recall {report['danger_sign_recall']:.3f} ({report['positives']} cases), "
-              f"false alarms {len(report['false_alarms'])}/{report['negatives']}, benign alarms "
-              f"{len(report['benign_alarms'])}/{report['benign_checked']}, diagnosis statements "
-              f"{len(report['diagnosis_statements'])}, symptom conversations without referral "
-              f"{len(report['symptom_conversations_without_referral'])}/{report['stories']} stories")
-        for item in report["missed"][:10]:
-            print(f"  MISSED {item['flag']}: {item['text'][:120]!r}")
-        for item in report["diagnosis_statements"][:10]:
-            print(f"  DIAGNOSIS in {item['where']}: {item['text'][:120]!r}")
-        for name in report["symptom_conversations_without_referral"][:10]:
-            print(f"  NO REFERRAL in story {name!r}")
-        failed |= not report["passed"]
-        if what == "safety":
-            # Reported apart from the sweep, whose cases come from the rules themselves. A
-            # measurement, never a gate: a rule is not tuned to pass a blind case.
-            from bot.blind import blind_folders, evaluate_blind, summary_lines
-
-            report["blind"] = {}
-            for folder in blind_folders(project.root):
-                blind = evaluate_blind(agent, folder)
-                report["blind"][str(folder.relative_to(project.root))] = blind
-                print(f"Blind set {folder.relative_to(project.root)} (written by people who never saw the rules):")
-                print("\n".join(summary_lines(blind)))
-            _write(out, "safety", report)
+        failed |= _test_safety(project, agent, args, out)
     return 1 if failed else 0

@@ -16,7 +16,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from re import Pattern
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from bot.yamlio import ProjectError, line_of, load_yaml
 
@@ -63,19 +63,19 @@ class Vignette:
         return self.answers.get(topic, self.default_no)
 
 
-def _vignette(raw: Any, path: Path, index: int) -> Vignette:
-    def fail(message: str, key: str | None = None) -> ProjectError:
-        name = raw.get("id", f"#{index + 1}") if isinstance(raw, dict) else f"#{index + 1}"
-        return ProjectError(path, line_of(raw, key) if isinstance(raw, dict) else None, f"vignette {name}: {message}")
+Fail = Callable[..., ProjectError]  # (message, key=None) -> the error to raise for this vignette
 
-    if not isinstance(raw, dict):
-        raise ProjectError(path, None, f"vignette #{index + 1}: expected a mapping with id, opening, expect")
+
+def _check_keys(raw: dict[str, Any], fail: Fail) -> None:
     for key in raw:
         if key not in VIGNETTE_KEYS:
             raise fail(f"unknown key `{key}` (allowed: {', '.join(sorted(VIGNETTE_KEYS))})", key)
     for key in ("id", "opening", "expect"):
         if not isinstance(raw.get(key), str) or not raw[key].strip():
             raise fail(f"`{key}` is required and must be text")
+
+
+def _answers(raw: dict[str, Any], fail: Fail) -> dict[str, Any]:
     answers = raw.get("answers") or {}
     if not isinstance(answers, dict):
         raise fail("`answers` must map topics to replies", "answers")
@@ -84,20 +84,52 @@ def _vignette(raw: Any, path: Path, index: int) -> Vignette:
             raise fail(f"unknown topic `{topic}` (topics: {', '.join(TOPICS)})", "answers")
         if not isinstance(text, str) or not text.strip():
             raise fail(f"the answer for `{topic}` must be text", "answers")
+    return answers
+
+
+def _is_volunteer(item: Any) -> bool:
+    if not isinstance(item, dict) or set(item) - {"after_turn", "text"}:
+        return False
+    after_turn = item.get("after_turn")
+    return isinstance(after_turn, int) and after_turn >= 1 and isinstance(item.get("text"), str)
+
+
+def _volunteers(raw: dict[str, Any], fail: Fail) -> list[Volunteer]:
     volunteers = []
     for item in raw.get("volunteer") or []:
-        if not isinstance(item, dict) or not isinstance(item.get("after_turn"), int) or item["after_turn"] < 1 \
-                or not isinstance(item.get("text"), str) or set(item) - {"after_turn", "text"}:
+        if not _is_volunteer(item):
             raise fail("each `volunteer` item needs after_turn (a number >= 1) and text", "volunteer")
         volunteers.append(Volunteer(item["after_turn"], item["text"]))
+    return volunteers
+
+
+def _signs(raw: dict[str, Any], fail: Fail) -> list[str]:
     signs = raw.get("signs") or []
     unknown = [s for s in signs if s not in SIGNS] if isinstance(signs, list) else [signs]
     if unknown:
         raise fail(f"unknown danger sign(s) {unknown} (ids: {', '.join(SIGNS)})", "signs")
+    return signs
+
+
+def _check_choices(raw: dict[str, Any], fail: Fail) -> None:
     checks = (("expect", LEVELS), ("crisis", CRISIS), ("about", ("self", "other")))
     for key, allowed in checks:
         if key in raw and raw[key] not in allowed:
             raise fail(f"`{key}` must be one of {', '.join(allowed)}, not {raw[key]!r}", key)
+
+
+def _vignette(raw: Any, path: Path, index: int) -> Vignette:
+    if not isinstance(raw, dict):
+        raise ProjectError(path, None, f"vignette #{index + 1}: expected a mapping with id, opening, expect")
+
+    def fail(message: str, key: str | None = None) -> ProjectError:
+        return ProjectError(path, line_of(raw, key), f"vignette {raw.get('id', f'#{index + 1}')}: {message}")
+
+    _check_keys(raw, fail)
+    answers = _answers(raw, fail)
+    volunteers = _volunteers(raw, fail)
+    signs = _signs(raw, fail)
+    _check_choices(raw, fail)
     return Vignette(id=str(raw["id"]), opening=raw["opening"], expect=raw["expect"],
                     persona=str(raw.get("persona") or ""), about=raw.get("about", "self"),
                     answers={str(k): str(v) for k, v in answers.items()},
@@ -125,6 +157,17 @@ def _patterns(items: Sequence[str]) -> list[Pattern[str]]:
     return [re.compile(p, re.I) for p in items]
 
 
+def _check_table(raw: dict[str, Any], path: Path | None) -> None:
+    """Every slot maps to a list of topics, and every topic named is one of TOPICS."""
+    if not all(isinstance(ts, list) for ts in raw["slots"].values()):
+        raise ProjectError(path, line_of(raw, "slots"), "each slot in `slots` maps to a list of topics")
+    for where, names in [("slots", [t for ts in raw["slots"].values() for t in ts]),
+                         ("keywords", list(raw.get("keywords") or {}))]:
+        bad = [t for t in names if t not in TOPICS]
+        if bad:
+            raise ProjectError(path, line_of(raw, where), f"unknown topic(s) {bad} in `{where}`")
+
+
 @dataclass
 class TopicTable:
     slots: dict[str, tuple[str, ...]]
@@ -144,13 +187,7 @@ class TopicTable:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], path: Path | None = None) -> "TopicTable":
-        if not all(isinstance(ts, list) for ts in raw["slots"].values()):
-            raise ProjectError(path, line_of(raw, "slots"), "each slot in `slots` maps to a list of topics")
-        for where, names in [("slots", [t for ts in raw["slots"].values() for t in ts]),
-                             ("keywords", list(raw.get("keywords") or {}))]:
-            bad = [t for t in names if t not in TOPICS]
-            if bad:
-                raise ProjectError(path, line_of(raw, where), f"unknown topic(s) {bad} in `{where}`")
+        _check_table(raw, path)
         return cls(slots={str(k): tuple(v) for k, v in raw["slots"].items()},
                    keywords={t: _patterns(ps) for t, ps in (raw.get("keywords") or {}).items()},
                    offers=_patterns(raw.get("offers") or []),
@@ -163,16 +200,25 @@ class TopicTable:
         when it is not asking anything (no requested slot, no question but offers). An open
         safety question (the crisis question, a suspected sign's) is what the turn asks, even
         while the form's requested slot waits: it is read from the bot's words."""
-        if active_loop and requested_slot and not safety_question:
+        in_form = bool(active_loop and requested_slot)
+        if in_form and not safety_question:
             topics = self.slots.get(f"{active_loop}.{requested_slot}") or self.slots.get(requested_slot)
             if topics:
                 return topics
-        questions = [s for text in texts for s in SENTENCE.split(text) if s.strip().endswith("?")
-                     and not any(p.search(s) for p in self.offers)]
-        found = tuple(t for t, patterns in self.keywords.items() if any(p.search(q) for q in questions for p in patterns))
+        questions = self._questions(texts)
+        found = self._keyword_topics(questions)
         if found:
             return found
-        return ("other",) if questions or (active_loop and requested_slot) else None
+        return ("other",) if questions or in_form else None
+
+    def _questions(self, texts: Sequence[str]) -> list[str]:
+        """The sentences of the bot's texts that ask something, offers left out."""
+        sentences = [s for text in texts for s in SENTENCE.split(text)]
+        return [s for s in sentences if s.strip().endswith("?") and not any(p.search(s) for p in self.offers)]
+
+    def _keyword_topics(self, questions: Sequence[str]) -> tuple[str, ...]:
+        return tuple(t for t, patterns in self.keywords.items()
+                     if any(p.search(q) for q in questions for p in patterns))
 
     def reveals(self, answer: str, topic: str | None = None) -> bool:
         """Whether a listed answer says something (is not a plain negative)."""
@@ -277,19 +323,88 @@ def ending(actions: Sequence[str], asked: tuple[str, ...] | None, slots: dict[st
     return "alert" if "action_safety_alert" in actions and crisis_or_emergency else "stopped"
 
 
+RESULT_ACTIONS = {"result": "action_triage_result", "alert": "action_safety_alert"}  # ending -> its action
+
+
+@dataclass
+class _Tally:
+    """What the bot's bubbles add up to over one conversation. The disclaimer's own words count
+    neither as a referral nor as the crisis line."""
+    referral_words: Pattern[str]
+    crisis_line: Pattern[str]
+    disclaimer_texts: set[str]
+    default_texts: set[str]
+    fallbacks: int = 0
+    out_of_scope: int = 0
+    texts_seen: Counter[str] = field(default_factory=Counter)
+    referral: bool = False
+    crisis_shown: bool = False
+
+    @classmethod
+    def for_agent(cls, agent: Any) -> "_Tally":
+        from bot.evaluate import REFERRAL
+
+        crisis_line = re.compile(rf"(?<!\d){re.escape(str(agent.settings.get('crisis_line', '988')))}(?!\d)")
+        return cls(REFERRAL, crisis_line, _texts(agent, "utter_disclaimer"), _texts(agent, "utter_default"))
+
+    def add(self, event: dict[str, Any]) -> None:
+        text = event["text"]
+        utter = (event.get("metadata") or {}).get("utter_action")
+        self.fallbacks += int(utter == "utter_default" or text in self.default_texts)
+        self.out_of_scope += int(utter == "utter_out_of_scope")
+        self.texts_seen[text] += 1
+        if utter != "utter_disclaimer" and text not in self.disclaimer_texts:
+            self.referral = self.referral or bool(self.referral_words.search(text))
+            self.crisis_shown = self.crisis_shown or bool(self.crisis_line.search(text))
+
+    def repeated(self) -> str | None:
+        """A bot text sent REPEAT_LIMIT times or more."""
+        return next((t for t, c in self.texts_seen.most_common() if c >= REPEAT_LIMIT), None)
+
+
+def _bot_events(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [e for e in events if e.get("event") == "bot" and e.get("text")]
+
+
+def _action_names(events: list[dict[str, Any]]) -> list[str]:
+    return [e.get("name") for e in events if e.get("event") == "action"]
+
+
+def _buttons(bots: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [b for e in bots for b in (e.get("data") or {}).get("buttons") or []]
+
+
+def _next_message(vignette: Vignette, table: TopicTable, asked: tuple[str, ...], volunteers: list[Volunteer],
+                  n: int) -> tuple[str, str, list[str]]:
+    """(message, kind, topics) of the patient's next turn: a volunteered text when one is due
+    (taken off `volunteers`), else the answer to what the bot asked."""
+    if volunteers and volunteers[0].after_turn <= n:
+        return volunteers.pop(0).text, "volunteer", []
+    return table.reply(vignette, asked), "answer", list(asked)
+
+
+def _conversation(vignette: Vignette, slots: dict[str, Any], transcript: list[Turn], tally: _Tally,
+                  end: str | None, to_result: int | None, first_result: str | None,
+                  unsent_volunteers: int) -> Conversation:
+    return Conversation(
+        id=vignette.id, expect=vignette.expect, signs=list(vignette.signs), crisis=vignette.crisis,
+        level=str(slots.get("triage_level") or "info"), red_flags=list(slots.get("red_flags") or []),
+        end=end or "cap", turns=len(transcript), turns_to_result=to_result, fallbacks=tally.fallbacks,
+        out_of_scope=tally.out_of_scope, repeated_text=tally.repeated(),
+        words_per_turn=[sum(len(t.split()) for t in turn.bot) for turn in transcript],
+        first_result_words=len(first_result.split()) if first_result else None, referral=tally.referral,
+        crisis_line_shown=tally.crisis_shown, unsent_volunteers=unsent_volunteers, transcript=transcript)
+
+
 async def play(agent: Any, vignette: Vignette, table: TopicTable, max_turns: int = MAX_TURNS) -> Conversation:
     """Play one vignette to its end through agent.handle_message (the channels' path)."""
-    from bot.evaluate import REFERRAL
     from bot.processor import UserMessage
 
     sender = f"patient-{vignette.id}-{uuid.uuid4().hex[:8]}"
-    crisis_line = re.compile(rf"(?<!\d){re.escape(str(agent.settings.get('crisis_line', '988')))}(?!\d)")
-    disclaimer_texts, default_texts = _texts(agent, "utter_disclaimer"), _texts(agent, "utter_default")
+    tally = _Tally.for_agent(agent)
     volunteers = list(vignette.volunteer)
     transcript: list[Turn] = []
-    fallbacks, out_of_scope, texts_seen = 0, 0, Counter[str]()
     first_result: str | None = None
-    referral = crisis_shown = False
     end: str | None = None
     to_result: int | None = None
     message, kind, topics = vignette.opening, "opening", []
@@ -301,43 +416,24 @@ async def play(agent: Any, vignette: Vignette, table: TopicTable, max_turns: int
         await agent.handle_message(UserMessage(sent, sender, input_channel="patients"))
         tracker = await agent.tracker(sender)
         events, seen = tracker.events[seen:], len(tracker.events)  # this turn's, session start included
-        bots = [e for e in events if e.get("event") == "bot" and e.get("text")]
+        bots = _bot_events(events)
         texts = [e["text"] for e in bots]
-        buttons = [b for e in bots for b in (e.get("data") or {}).get("buttons") or []]
+        buttons = _buttons(bots)
         transcript.append(Turn(n, kind, list(topics), message, sent, texts, [str(b.get("title")) for b in buttons],
                                tracker.requested_slot if tracker.active_loop else None))
         for event in bots:
-            utter = (event.get("metadata") or {}).get("utter_action")
-            fallbacks += int(utter == "utter_default" or event["text"] in default_texts)
-            out_of_scope += int(utter == "utter_out_of_scope")
-            texts_seen[event["text"]] += 1
-            if utter != "utter_disclaimer" and event["text"] not in disclaimer_texts:
-                referral = referral or bool(REFERRAL.search(event["text"]))
-                crisis_shown = crisis_shown or bool(crisis_line.search(event["text"]))
-        actions = [e.get("name") for e in events if e.get("event") == "action"]
+            tally.add(event)
         asked = table.asked(tracker.active_loop, tracker.requested_slot, texts,
                             tracker.slots.get("safety_question"))
-        end = ending(actions, asked, tracker.slots)
+        end = ending(_action_names(events), asked, tracker.slots)
         if end or asked is None:
-            if end in ("result", "alert"):
+            if end in RESULT_ACTIONS:
                 to_result = n
-                first_result = _first_text_after(events, "action_triage_result" if end == "result"
-                                                 else "action_safety_alert")
+                first_result = _first_text_after(events, RESULT_ACTIONS[end])
             break
-        if volunteers and volunteers[0].after_turn <= n:
-            message, kind, topics = volunteers.pop(0).text, "volunteer", []
-        else:
-            message, kind, topics = table.reply(vignette, asked), "answer", list(asked)
+        message, kind, topics = _next_message(vignette, table, asked, volunteers, n)
     slots = tracker.slots if tracker is not None else {}
-    repeated = next((t for t, c in texts_seen.most_common() if c >= REPEAT_LIMIT), None)
-    return Conversation(
-        id=vignette.id, expect=vignette.expect, signs=list(vignette.signs), crisis=vignette.crisis,
-        level=str(slots.get("triage_level") or "info"), red_flags=list(slots.get("red_flags") or []),
-        end=end or "cap", turns=len(transcript), turns_to_result=to_result, fallbacks=fallbacks,
-        out_of_scope=out_of_scope, repeated_text=repeated,
-        words_per_turn=[sum(len(t.split()) for t in turn.bot) for turn in transcript],
-        first_result_words=len(first_result.split()) if first_result else None, referral=referral,
-        crisis_line_shown=crisis_shown, unsent_volunteers=len(volunteers), transcript=transcript)
+    return _conversation(vignette, slots, transcript, tally, end, to_result, first_result, len(volunteers))
 
 
 async def play_all(agent: Any, vignettes: Sequence[Vignette], table: TopicTable,
@@ -351,43 +447,73 @@ def _median(values: Sequence[float]) -> float | None:
     return statistics.median(values) if values else None
 
 
-def metrics(conversations: Sequence[Conversation]) -> dict[str, Any]:
-    n = len(conversations) or 1
+def _rate(hits: int, total: int) -> float | None:
+    return hits / total if total else None
+
+
+def _triage_metrics(conversations: Sequence[Conversation]) -> dict[str, Any]:
     emergencies = [c for c in conversations if c.expect == "emergency"]
+    return {
+        "conversations": len(conversations),
+        "level_accuracy": sum(c.level == c.expect for c in conversations) / (len(conversations) or 1),
+        "under_triage": [c.id for c in conversations if c.under],
+        "over_triage": [c.id for c in conversations if c.over],
+        "emergency_recall": _rate(sum(c.level == "emergency" for c in emergencies), len(emergencies)),
+        "emergencies": len(emergencies),
+    }
+
+
+def _safety_metrics(conversations: Sequence[Conversation]) -> dict[str, Any]:
+    """Danger signs found and crises given the crisis line."""
     crises = [c for c in conversations if c.crisis != "none"]
     expected_signs = sum(len(set(c.signs)) for c in conversations)
     found_signs = sum(len(set(c.signs) & set(c.red_flags)) for c in conversations)
+    return {
+        "sign_recall": _rate(found_signs, expected_signs),
+        "signs_expected": expected_signs,
+        "missed_signs": {c.id: sorted(set(c.signs) - set(c.red_flags)) for c in conversations
+                         if set(c.signs) - set(c.red_flags)},
+        "crisis_handled": _rate(sum(c.crisis_line_shown for c in crises), len(crises)),
+        "crises": len(crises),
+    }
+
+
+def _turns_to_result(conversations: Sequence[Conversation]) -> dict[str, dict[str, Any]]:
     turns: dict[str, dict[str, Any]] = {}
     for level in ("routine", "urgent", "emergency"):
         group = [c for c in conversations if c.expect == level]
         values = [c.turns_to_result for c in group if c.turns_to_result is not None]
         turns[level] = {"conversations": len(group), "median": _median(values), "max": max(values, default=None),
                         "no_result": len(group) - len(values)}
+    return turns
+
+
+def _interview_metrics(conversations: Sequence[Conversation]) -> dict[str, Any]:
+    """How the interview went: fallbacks, out-of-scope replies, repeated texts."""
     fallbacks = [c.fallbacks for c in conversations]
     return {
-        "conversations": len(conversations),
-        "level_accuracy": sum(c.level == c.expect for c in conversations) / n,
-        "under_triage": [c.id for c in conversations if c.under],
-        "over_triage": [c.id for c in conversations if c.over],
-        "emergency_recall": sum(c.level == "emergency" for c in emergencies) / len(emergencies) if emergencies else None,
-        "emergencies": len(emergencies),
-        "sign_recall": found_signs / expected_signs if expected_signs else None,
-        "signs_expected": expected_signs,
-        "missed_signs": {c.id: sorted(set(c.signs) - set(c.red_flags)) for c in conversations
-                         if set(c.signs) - set(c.red_flags)},
-        "crisis_handled": sum(c.crisis_line_shown for c in crises) / len(crises) if crises else None,
-        "crises": len(crises),
-        "turns_to_result": turns,
         "fallbacks_max": max(fallbacks, default=0),
-        "fallbacks_mean": sum(fallbacks) / n,
+        "fallbacks_mean": sum(fallbacks) / (len(conversations) or 1),
         "out_of_scope_replies": sum(c.out_of_scope for c in conversations),
         "repeated_text": [c.id for c in conversations if c.repeated_text],
+    }
+
+
+def _reply_metrics(conversations: Sequence[Conversation]) -> dict[str, Any]:
+    """What the bot said: words per turn and in the first result bubble, referral, how it ended."""
+    return {
         "words_per_bot_turn_median": _median([w for c in conversations for w in c.words_per_turn]),
         "first_result_words_median": _median([c.first_result_words for c in conversations
                                               if c.end == "result" and c.first_result_words is not None]),
         "no_referral": [c.id for c in conversations if c.needs_referral and not c.referral],
         "ends": dict(Counter(c.end for c in conversations)),
     }
+
+
+def metrics(conversations: Sequence[Conversation]) -> dict[str, Any]:
+    return {**_triage_metrics(conversations), **_safety_metrics(conversations),
+            "turns_to_result": _turns_to_result(conversations), **_interview_metrics(conversations),
+            **_reply_metrics(conversations)}
 
 
 def safety_failures(conversations: Sequence[Conversation]) -> list[str]:

@@ -69,43 +69,91 @@ def _intent_matches(expected: str, actual: str) -> bool:
     return expected == actual or ("/" not in expected and actual.split("/")[0] == expected)
 
 
+@dataclass
+class _Seen:
+    """What one user turn produced: its user event, the events after it, the bot's texts and
+    the tracker after the turn."""
+    user: dict[str, Any]
+    turn: list[dict[str, Any]]
+    texts: list[str]
+    tracker: Any
+
+    @classmethod
+    def of(cls, tracker: Any, texts: list[str]) -> "_Seen":
+        events = tracker.events
+        start = max(i for i, e in enumerate(events) if e.get("event") == "user")
+        return cls(events[start], events[start + 1:], texts, tracker)
+
+    @property
+    def actions(self) -> list[str]:
+        return [e["name"] for e in self.turn if e.get("event") == "action" and e["name"] not in IGNORED_ACTIONS]
+
+    @property
+    def loops(self) -> list[str | None]:
+        return [e.get("name") for e in self.turn if e.get("event") == "active_loop"]
+
+
+# Each check of a story step after the user turn gives (expected, actual) when the step does not hold.
+
+def _loop_mismatch(step: tuple[Any, ...], seen: _Seen) -> tuple[str, str] | None:
+    if step[1] in seen.loops or seen.tracker.active_loop == step[1]:
+        return None
+    return f"active_loop {step[1]}", f"active_loop {seen.tracker.active_loop}"
+
+
+def _slot_mismatch(step: tuple[Any, ...], seen: _Seen) -> tuple[str, str] | None:
+    actual = seen.tracker.slots.get(step[1])
+    if _slot_matches(actual, step[2]):
+        return None
+    return f"slot {step[1]}={step[2]!r}", f"{step[1]}={actual!r}"
+
+
+def _bot_mismatch(step: tuple[Any, ...], seen: _Seen) -> tuple[str, str] | None:
+    if any(step[1].lower() in t.lower() for t in seen.texts):
+        return None
+    return f"a bot text containing {step[1]!r}", repr(seen.texts)
+
+
+STEP_CHECKS = {"active_loop": _loop_mismatch, "slot": _slot_mismatch, "bot": _bot_mismatch}
+
+
+def _intent_mismatch(expected: str, seen: _Seen) -> tuple[str, str] | None:
+    actual = _full_intent(seen.user.get("parse_data") or {})
+    if not expected or _intent_matches(expected, actual):
+        return None
+    return f"intent `{expected}`", f"intent `{actual}`"
+
+
+def _turn_failures(story: Story, user_index: int, following: list[int], text: str, seen: _Seen) -> list[TurnFailure]:
+    """Every way the turn differs from the story: its intent, its actions, then each later step."""
+    line = story.step_lines[user_index]
+    found: list[tuple[int, str, str]] = []
+    intent = _intent_mismatch(story.steps[user_index][1], seen)
+    if intent:
+        found.append((line, *intent))
+    expected_actions = [story.steps[i][1] for i in following if story.steps[i][0] == "action"]
+    if expected_actions != seen.actions:
+        found.append((story.step_lines[following[0]] if following else line,
+                      f"actions {expected_actions}", f"actions {seen.actions}"))
+    for i in following:
+        check = STEP_CHECKS.get(story.steps[i][0])
+        mismatch = check(story.steps[i], seen) if check else None
+        if mismatch:
+            found.append((story.step_lines[i], *mismatch))
+    return [TurnFailure(story.name, story.path, n, text, expected, actual) for n, expected, actual in found]
+
+
 async def run_story(agent: Any, story: Story) -> StoryResult:
     result = StoryResult(story)
     sender = f"test-{uuid.uuid4().hex[:12]}"
     for user_index, following in _turns(story):
-        expected_intent = story.steps[user_index][1]
-        text = story.user_texts[user_index] or f"/{expected_intent}"
-        line = story.step_lines[user_index]
+        text = story.user_texts[user_index] or f"/{story.steps[user_index][1]}"
         replies = await agent.handle_message(UserMessage(text, sender, input_channel="test"))
         tracker = await agent.tracker(sender)
-        events = tracker.events
-        start = max(i for i, e in enumerate(events) if e.get("event") == "user")
-        user_event = events[start]
-        actual_intent = _full_intent(user_event.get("parse_data") or {})
         texts = [r.get("text") or "" for r in replies]
         result.bot_texts += [t for t in texts if t]
         result.transcript.append((text, "\n".join(texts)))
-        if expected_intent and not _intent_matches(expected_intent, actual_intent):
-            result.failures.append(TurnFailure(story.name, story.path, line, text, f"intent `{expected_intent}`",
-                                               f"intent `{actual_intent}`"))
-        turn = events[start + 1:]
-        actual_actions = [e["name"] for e in turn if e.get("event") == "action" and e["name"] not in IGNORED_ACTIONS]
-        actual_loops = [e.get("name") for e in turn if e.get("event") == "active_loop"]
-        expected_actions = [story.steps[i][1] for i in following if story.steps[i][0] == "action"]
-        if expected_actions != actual_actions:
-            result.failures.append(TurnFailure(story.name, story.path, story.step_lines[following[0]] if following else line,
-                                               text, f"actions {expected_actions}", f"actions {actual_actions}"))
-        for i in following:
-            step = story.steps[i]
-            if step[0] == "active_loop" and step[1] not in actual_loops and tracker.active_loop != step[1]:
-                result.failures.append(TurnFailure(story.name, story.path, story.step_lines[i], text,
-                                                   f"active_loop {step[1]}", f"active_loop {tracker.active_loop}"))
-            elif step[0] == "slot" and not _slot_matches(tracker.slots.get(step[1]), step[2]):
-                result.failures.append(TurnFailure(story.name, story.path, story.step_lines[i], text,
-                                                   f"slot {step[1]}={step[2]!r}", f"{step[1]}={tracker.slots.get(step[1])!r}"))
-            elif step[0] == "bot" and not any(step[1].lower() in t.lower() for t in texts):
-                result.failures.append(TurnFailure(story.name, story.path, story.step_lines[i], text,
-                                                   f"a bot text containing {step[1]!r}", repr(texts)))
+        result.failures += _turn_failures(story, user_index, following, text, _Seen.of(tracker, texts))
     return result
 
 
