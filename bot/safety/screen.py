@@ -333,17 +333,10 @@ class Screener:
                text: Text, by_concept: dict[str, list[Mention]], mods: "_ModCache", patient: str,
                screen: Screen, asked: bool = False) -> Finding | None:
         clauses = {m.clause for m in members}
-        spans = [(m.start, m.end) for m in members]
         sentence = members[0].sentence if members else 0
-        if any(m.clause in clauses and NEGATED not in mods.beside(m, members)
-               for m in by_concept.near(sign.unless | combo.unless, sentence)):
+        if _vetoed(sign, combo, members, clauses, sentence, by_concept, mods):
             return None
-        others_here = [m for m in _other_complaints(by_concept, sentence) if m.clause in clauses
-                       and not _overlaps(m, spans) and NEGATED not in mods.of((m,))]
-        backs_here = [m for m in by_concept.near(BACK_CONCEPTS, sentence) if m.clause in clauses]
-        if (sign.back_only or suspect) and others_here and not backs_here:
-            return None                    # "my toothache is unbearable": another body part's complaint
-        if sign.back_only and screen.other_complaint:
+        if _elsewhere(sign, suspect, members, clauses, sentence, by_concept, mods, screen):
             return None
         found = set(mods.of(members)) if members else set()
         if sign.ignore_negation:
@@ -356,13 +349,7 @@ class Screener:
                 return Finding(sign.id, sign.level, NEGATED_SIGN, subject, message_slice(text, *_span(members)),
                                via="question")
             return None                    # "a fever last year": not a sign now; the form still asks
-        start, end = _span(members)
-        words = message_slice(text, start, end) if spans else ""
-        if NEGATED in found:
-            return Finding(sign.id, sign.level, NEGATED_SIGN, subject, words, via=via)
-        if suspect or HYPOTHETICAL in found:
-            return Finding(sign.id, sign.level, SUSPECTED, subject, words, via=via)
-        return Finding(sign.id, sign.level, PRESENT, subject, words, POSSIBLE in found, HISTORICAL in found, via)
+        return _judged(sign, members, via, suspect, text, found, subject)
 
     def _topic_denial(self, sign: Sign, concepts: frozenset[str], text: Text, by_concept: "Mentions",
                       mods: "_ModCache", patient: str) -> list[Finding]:
@@ -386,6 +373,38 @@ def _verb_negated(text: Text, m: Mention) -> bool:
     """Whether a verb negation stands just before (or inside) the words of `m`, in its clause."""
     start = max(0, m.start - NEGATION_REACH)
     return any(text.doc[i].lower_ in VERB_NEGATORS and text.clause[i] == m.clause for i in range(start, m.end))
+
+
+def _vetoed(sign: Sign, combo: Combo, members: tuple[Mention, ...], clauses: set[int], sentence: int,
+            by_concept: "Mentions", mods: "_ModCache") -> bool:
+    """Whether a veto word (the sign's or the combination's `unless`) stands in the members'
+    clauses, not itself negated."""
+    return any(m.clause in clauses and NEGATED not in mods.beside(m, members)
+               for m in by_concept.near(sign.unless | combo.unless, sentence))
+
+
+def _elsewhere(sign: Sign, suspect: bool, members: tuple[Mention, ...], clauses: set[int], sentence: int,
+               by_concept: "Mentions", mods: "_ModCache", screen: Screen) -> bool:
+    """Whether the words are another body part's complaint, where the sign needs the back's."""
+    spans = [(m.start, m.end) for m in members]
+    others_here = [m for m in _other_complaints(by_concept, sentence) if m.clause in clauses
+                   and not _overlaps(m, spans) and NEGATED not in mods.of((m,))]
+    backs_here = [m for m in by_concept.near(BACK_CONCEPTS, sentence) if m.clause in clauses]
+    if (sign.back_only or suspect) and others_here and not backs_here:
+        return True                        # "my toothache is unbearable": another body part's complaint
+    return sign.back_only and screen.other_complaint
+
+
+def _judged(sign: Sign, members: tuple[Mention, ...], via: str, suspect: bool, text: Text, found: set[str],
+            subject: str) -> Finding:
+    """The finding judged words make, by their modifiers: denied, only suspected, or present."""
+    start, end = _span(members)
+    words = message_slice(text, start, end) if members else ""
+    if NEGATED in found:
+        return Finding(sign.id, sign.level, NEGATED_SIGN, subject, words, via=via)
+    if suspect or HYPOTHETICAL in found:
+        return Finding(sign.id, sign.level, SUSPECTED, subject, words, via=via)
+    return Finding(sign.id, sign.level, PRESENT, subject, words, POSSIBLE in found, HISTORICAL in found, via)
 
 
 def _span(members: tuple[Mention, ...]) -> tuple[int, int]:
