@@ -180,19 +180,10 @@ class Screener:
         """Whose back complaint the message states (`back_subjects`), and whether it is only about
         another body part (`other_complaint`)."""
         others = [m for m in _other_complaints(by_concept) if NEGATED not in mods.of((m,))]
-        symptom_concepts = SYMPTOM_CONCEPTS | COMPLAINT_CONCEPTS
-        # the back named with a symptom beside it ("my back is sore"), not "which muscles work the back?"
-        complaints = [m for c in BACK_CONCEPTS for m in by_concept.get(c, [])
-                      if m.concept == "sciatica" or any(_together(m, s, text, DEFAULT_WINDOW)
-                                                        for s in by_concept.near(symptom_concepts, m.sentence))]
-        if not complaints and not others and by_concept.get(OTHER_SITE):
-            # no back named, another body part named, symptoms: "rolled my ankle ... it's swollen"
-            if any(by_concept.get(c) for c in SYMPTOM_CONCEPTS):
-                others = list(by_concept.get(OTHER_SITE))
-        if not complaints and not others:      # "it hurts when I bend", "maybe a 5": the back's
-            complaints = [m for c in COMPLAINT_CONCEPTS | {"score"} for m in by_concept.get(c, [])]
-        elif not others:                       # "my colleague had back pain. I'm just stiff": mine too
-            complaints += [m for c in COMPLAINT_CONCEPTS for m in by_concept.get(c, []) if mods.subject((m,)) == SELF]
+        complaints = _back_named(text, by_concept)
+        if not complaints and not others:
+            others = _other_site_symptoms(by_concept)
+        complaints = _with_unnamed(complaints, others, by_concept, mods)
         for m in complaints:
             found = mods.of((m,))
             subject = mods.subject((m,))
@@ -458,6 +449,32 @@ def _other_complaints(by_concept: "Mentions", sentence: int | None = None) -> li
                for s in by_concept.near(SYMPTOM_CONCEPTS, m.sentence)):
             out.append(m)
     return out
+
+
+def _back_named(text: Text, by_concept: "Mentions") -> list[Mention]:
+    """The back named with a symptom beside it ("my back is sore"), not "which muscles work the back?"."""
+    symptom_concepts = SYMPTOM_CONCEPTS | COMPLAINT_CONCEPTS
+    return [m for c in BACK_CONCEPTS for m in by_concept.get(c, [])
+            if m.concept == "sciatica" or any(_together(m, s, text, DEFAULT_WINDOW)
+                                              for s in by_concept.near(symptom_concepts, m.sentence))]
+
+
+def _other_site_symptoms(by_concept: "Mentions") -> list[Mention]:
+    """No back named, another body part named, symptoms: "rolled my ankle ... it's swollen"."""
+    if by_concept.get(OTHER_SITE) and any(by_concept.get(c) for c in SYMPTOM_CONCEPTS):
+        return list(by_concept.get(OTHER_SITE))
+    return []
+
+
+def _with_unnamed(complaints: list[Mention], others: list[Mention], by_concept: "Mentions",
+                  mods: "_ModCache") -> list[Mention]:
+    """The back complaints with the complaint words that name no body part: the back's when
+    nothing else is complained of."""
+    if not complaints and not others:      # "it hurts when I bend", "maybe a 5": the back's
+        return [m for c in COMPLAINT_CONCEPTS | {"score"} for m in by_concept.get(c, [])]
+    if not others:                         # "my colleague had back pain. I'm just stiff": mine too
+        return complaints + [m for c in COMPLAINT_CONCEPTS for m in by_concept.get(c, []) if mods.subject((m,)) == SELF]
+    return complaints
 
 
 def _quantity_concept(q: Quantity) -> str | None:
