@@ -292,8 +292,16 @@ class Screener:
     def _sign(self, sign: Sign, text: Text, by_concept: dict[str, list[Mention]], mods: "_ModCache",
               implied: frozenset[str], facts: frozenset[str], patient: str, screen: Screen,
               asked: bool = False) -> list[Finding]:
+        found = self._combinations(sign, text, by_concept, mods, implied, facts & sign.facts, patient, screen, asked)
+        found += self._lost(sign, text, by_concept, mods, patient, screen)
+        found += self._denied(sign, text, by_concept, mods, patient)
+        return found
+
+    def _combinations(self, sign: Sign, text: Text, by_concept: dict[str, list[Mention]], mods: "_ModCache",
+                      implied: frozenset[str], earlier: frozenset[str], patient: str, screen: Screen,
+                      asked: bool) -> list[Finding]:
+        """The findings of the sign's combinations (`when`, then `suspect`), each match judged."""
         found: list[Finding] = []
-        earlier = facts & sign.facts
         denials = [(m.start, m.end) for c in sign.denied_by for m in by_concept.get(c, ())]
         for combo, suspect in [(c, False) for c in sign.when] + [(c, True) for c in sign.suspect]:
             for members, via in _matches(combo, by_concept, text, sign.window, implied, earlier, mods):
@@ -302,9 +310,15 @@ class Screener:
                 finding = self._judge(sign, combo, members, via, suspect, text, by_concept, mods, patient, screen, asked)
                 if finding is not None:
                     found.append(finding)
+        return found
+
+    @staticmethod
+    def _lost(sign: Sign, text: Text, by_concept: dict[str, list[Mention]], mods: "_ModCache", patient: str,
+              screen: Screen) -> list[Finding]:
+        """A normal function said to be lost: "my legs won't take my weight", "I don't get
+        the feeling I need to wee", "I don't see any reason to go on"."""
+        found: list[Finding] = []
         for concept, status in [(c, PRESENT) for c in sign.lost] + [(c, SUSPECTED) for c in sign.suspect_lost]:
-            # a normal function said to be lost: "my legs won't take my weight", "I don't get
-            # the feeling I need to wee", "I don't see any reason to go on"
             for m in by_concept.get(concept, ()):
                 mods_here = mods.of((m,))
                 subject = mods.subject((m,))
@@ -313,7 +327,14 @@ class Screener:
                         and not (sign.back_only and screen.other_complaint):
                     found.append(Finding(sign.id, sign.level, status, subject,
                                          message_slice(text, m.start, m.end), POSSIBLE in mods_here, via="words"))
-        for concept in sign.denied_by:          # "I'm not suicidal": a clear no
+        return found
+
+    @staticmethod
+    def _denied(sign: Sign, text: Text, by_concept: dict[str, list[Mention]], mods: "_ModCache",
+                patient: str) -> list[Finding]:
+        """The sign's denial words said by the patient ("I'm not suicidal"): a clear no."""
+        found: list[Finding] = []
+        for concept in sign.denied_by:
             for m in by_concept.get(concept, ()):
                 if HYPOTHETICAL not in mods.of((m,)) and _counts(mods.subject((m,)), patient):
                     found.append(Finding(sign.id, sign.level, NEGATED_SIGN, mods.subject((m,)),
