@@ -554,26 +554,33 @@ def _matches(combo: Combo, by_concept: "Mentions", text: Text, window: int,
     anchor = min((i for i, c in enumerate(candidates) if c), key=lambda i: len(candidates[i]))
     out = []
     for first in candidates[anchor]:
-        members = [first]
-        via = "words"
-        for i, group in enumerate(combo.groups):
-            if i == anchor:
-                continue
-            cands = by_concept.near(group, first.sentence)
-            # never the same words twice ("collapse" is faint or give_way, not both); a gap term
-            # may hold another inside it ("putting a few of my pills aside")
-            near = [m for m in cands if _together(first, m, text, window)
-                    and not any((m.start, m.end) == (x.start, x.end) for x in members)]
-            if near:     # the nearest, preferring one that is not denied ("I can pee fine ... can't tell")
-                members.append(min(near, key=lambda m: (NEGATED in mods.of((m,)), _gap(first, m))))
-            elif stand_ins[i]:
-                via = stand_ins[i] if via == "words" else via
-            else:
-                members = []
-                break
+        members, via = _around(first, anchor, combo, stand_ins, by_concept, text, window, mods)
         if members:
             out.append((tuple(sorted(members, key=lambda m: m.start)), via))
     return out
+
+
+def _around(first: Mention, anchor: int, combo: Combo, stand_ins: list[str | None], by_concept: "Mentions",
+            text: Text, window: int, mods: "_ModCache") -> tuple[list[Mention], str]:
+    """The combination's members around `first` (a mention of the `anchor` group) and what
+    stands in for the parts not in the words; no members when a part is missing."""
+    members = [first]
+    via = "words"
+    for i, group in enumerate(combo.groups):
+        if i == anchor:
+            continue
+        cands = by_concept.near(group, first.sentence)
+        # never the same words twice ("collapse" is faint or give_way, not both); a gap term
+        # may hold another inside it ("putting a few of my pills aside")
+        near = [m for m in cands if _together(first, m, text, window)
+                and not any((m.start, m.end) == (x.start, x.end) for x in members)]
+        if near:     # the nearest, preferring one that is not denied ("I can pee fine ... can't tell")
+            members.append(min(near, key=lambda m: (NEGATED in mods.of((m,)), _gap(first, m))))
+        elif stand_ins[i]:
+            via = stand_ins[i] if via == "words" else via
+        else:
+            return [], via
+    return members, via
 
 
 class Mentions:
