@@ -84,17 +84,23 @@ class ConText:
                 continue
             if any(trig.start < e and s < trig.end for s, e in own + ((start, end),)):
                 continue
-            scope = self._max_scope[trig.category]
-            if trig.direction in (FORWARD, BIDIRECTIONAL) and trig.end <= start:
-                if start - trig.end < scope and sentence[trig.end - 1] == sentence[start] \
-                        and not self._ended(triggers, trig.category, trig.end, start):
-                    result.add(trig.category)
-                    continue
-            if trig.direction in (BACKWARD, BIDIRECTIONAL) and trig.start >= end:
-                if trig.start - end < scope and sentence[end - 1] == sentence[trig.start] \
-                        and not self._ended(triggers, trig.category, end, trig.start):
-                    result.add(trig.category)
+            if self._reaches(trig, triggers, sentence, start, end):
+                result.add(trig.category)
         return result
+
+    def _reaches(self, trig: Trigger, triggers: list[Trigger], sentence: list[int], start: int, end: int) -> bool:
+        """Whether the scope of `trig` reaches tokens [start, end): forward to words after it,
+        backward to words before it, within its category's reach, sentence and terminations."""
+        scope = self._max_scope[trig.category]
+        if trig.direction in (FORWARD, BIDIRECTIONAL) and trig.end <= start:
+            if start - trig.end < scope and sentence[trig.end - 1] == sentence[start] \
+                    and not self._ended(triggers, trig.category, trig.end, start):
+                return True
+        if trig.direction in (BACKWARD, BIDIRECTIONAL) and trig.start >= end:
+            if trig.start - end < scope and sentence[end - 1] == sentence[trig.start] \
+                    and not self._ended(triggers, trig.category, end, trig.start):
+                return True
+        return False
 
     @staticmethod
     def _ended(triggers: list[Trigger], category: str, left: int, right: int) -> bool:

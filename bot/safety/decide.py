@@ -151,11 +151,7 @@ class SafetyLayer:
         requested = slots.get("requested_slot") if active_loop == FORM else None
         open_question = slots.get("safety_question")
         asked = open_question or self.screen_slots.get(requested)
-        back_context = bool(facts.get("back")) or level_rank(level) >= level_rank("routine")
-        screen = self.screener.screen(
-            text, asked=asked, asked_slot=requested or (self.signs[asked].screen_slot if asked else None),
-            patient=facts.get("patient"), facts=frozenset(facts.get("seen", ())), back_context=back_context,
-            question=_asks_for_information(intent))
+        screen = self._screen(text, intent, facts, level, requested, asked)
         checklist = self.checklists.get(requested) if not open_question else None
         answer = read_answer(text, intent, self.answers, single=bool(asked)) if (asked or checklist) else None
         if not (answer is not None and len(text.split()) <= BARE_ANSWER_WORDS):
@@ -166,6 +162,15 @@ class SafetyLayer:
                      answer=answer, screen=screen, decision=Decision(screen=screen),
                      present=list(screen.present), negated=list(screen.negated),
                      unclear=dict(facts.get("unclear") or {}))
+
+    def _screen(self, text: str, intent: str | None, facts: dict[str, Any], level: str, requested: str | None,
+                asked: str | None) -> Screen:
+        """The message screened with the question it answers and what earlier turns established."""
+        back_context = bool(facts.get("back")) or level_rank(level) >= level_rank("routine")
+        return self.screener.screen(
+            text, asked=asked, asked_slot=requested or (self.signs[asked].screen_slot if asked else None),
+            patient=facts.get("patient"), facts=frozenset(facts.get("seen", ())), back_context=back_context,
+            question=_asks_for_information(intent))
 
     def _read_single_answer(self, t: "_Turn") -> None:
         """The answer to one sign's question: yes / not sure is the sign, no rules it out."""

@@ -180,19 +180,10 @@ class Screener:
         """Whose back complaint the message states (`back_subjects`), and whether it is only about
         another body part (`other_complaint`)."""
         others = [m for m in _other_complaints(by_concept) if NEGATED not in mods.of((m,))]
-        symptom_concepts = SYMPTOM_CONCEPTS | COMPLAINT_CONCEPTS
-        # the back named with a symptom beside it ("my back is sore"), not "which muscles work the back?"
-        complaints = [m for c in BACK_CONCEPTS for m in by_concept.get(c, [])
-                      if m.concept == "sciatica" or any(_together(m, s, text, DEFAULT_WINDOW)
-                                                        for s in by_concept.near(symptom_concepts, m.sentence))]
-        if not complaints and not others and by_concept.get(OTHER_SITE):
-            # no back named, another body part named, symptoms: "rolled my ankle ... it's swollen"
-            if any(by_concept.get(c) for c in SYMPTOM_CONCEPTS):
-                others = list(by_concept.get(OTHER_SITE))
-        if not complaints and not others:      # "it hurts when I bend", "maybe a 5": the back's
-            complaints = [m for c in COMPLAINT_CONCEPTS | {"score"} for m in by_concept.get(c, [])]
-        elif not others:                       # "my colleague had back pain. I'm just stiff": mine too
-            complaints += [m for c in COMPLAINT_CONCEPTS for m in by_concept.get(c, []) if mods.subject((m,)) == SELF]
+        complaints = _back_named(text, by_concept)
+        if not complaints and not others:
+            others = _other_site_symptoms(by_concept)
+        complaints = _with_unnamed(complaints, others, by_concept, mods)
         for m in complaints:
             found = mods.of((m,))
             subject = mods.subject((m,))
@@ -301,8 +292,16 @@ class Screener:
     def _sign(self, sign: Sign, text: Text, by_concept: dict[str, list[Mention]], mods: "_ModCache",
               implied: frozenset[str], facts: frozenset[str], patient: str, screen: Screen,
               asked: bool = False) -> list[Finding]:
+        found = self._combinations(sign, text, by_concept, mods, implied, facts & sign.facts, patient, screen, asked)
+        found += self._lost(sign, text, by_concept, mods, patient, screen)
+        found += self._denied(sign, text, by_concept, mods, patient)
+        return found
+
+    def _combinations(self, sign: Sign, text: Text, by_concept: dict[str, list[Mention]], mods: "_ModCache",
+                      implied: frozenset[str], earlier: frozenset[str], patient: str, screen: Screen,
+                      asked: bool) -> list[Finding]:
+        """The findings of the sign's combinations (`when`, then `suspect`), each match judged."""
         found: list[Finding] = []
-        earlier = facts & sign.facts
         denials = [(m.start, m.end) for c in sign.denied_by for m in by_concept.get(c, ())]
         for combo, suspect in [(c, False) for c in sign.when] + [(c, True) for c in sign.suspect]:
             for members, via in _matches(combo, by_concept, text, sign.window, implied, earlier, mods):
@@ -311,9 +310,15 @@ class Screener:
                 finding = self._judge(sign, combo, members, via, suspect, text, by_concept, mods, patient, screen, asked)
                 if finding is not None:
                     found.append(finding)
+        return found
+
+    @staticmethod
+    def _lost(sign: Sign, text: Text, by_concept: dict[str, list[Mention]], mods: "_ModCache", patient: str,
+              screen: Screen) -> list[Finding]:
+        """A normal function said to be lost: "my legs won't take my weight", "I don't get
+        the feeling I need to wee", "I don't see any reason to go on"."""
+        found: list[Finding] = []
         for concept, status in [(c, PRESENT) for c in sign.lost] + [(c, SUSPECTED) for c in sign.suspect_lost]:
-            # a normal function said to be lost: "my legs won't take my weight", "I don't get
-            # the feeling I need to wee", "I don't see any reason to go on"
             for m in by_concept.get(concept, ()):
                 mods_here = mods.of((m,))
                 subject = mods.subject((m,))
@@ -322,7 +327,14 @@ class Screener:
                         and not (sign.back_only and screen.other_complaint):
                     found.append(Finding(sign.id, sign.level, status, subject,
                                          message_slice(text, m.start, m.end), POSSIBLE in mods_here, via="words"))
-        for concept in sign.denied_by:          # "I'm not suicidal": a clear no
+        return found
+
+    @staticmethod
+    def _denied(sign: Sign, text: Text, by_concept: dict[str, list[Mention]], mods: "_ModCache",
+                patient: str) -> list[Finding]:
+        """The sign's denial words said by the patient ("I'm not suicidal"): a clear no."""
+        found: list[Finding] = []
+        for concept in sign.denied_by:
             for m in by_concept.get(concept, ()):
                 if HYPOTHETICAL not in mods.of((m,)) and _counts(mods.subject((m,)), patient):
                     found.append(Finding(sign.id, sign.level, NEGATED_SIGN, mods.subject((m,)),
@@ -333,17 +345,10 @@ class Screener:
                text: Text, by_concept: dict[str, list[Mention]], mods: "_ModCache", patient: str,
                screen: Screen, asked: bool = False) -> Finding | None:
         clauses = {m.clause for m in members}
-        spans = [(m.start, m.end) for m in members]
         sentence = members[0].sentence if members else 0
-        if any(m.clause in clauses and NEGATED not in mods.beside(m, members)
-               for m in by_concept.near(sign.unless | combo.unless, sentence)):
+        if _vetoed(sign, combo, members, clauses, sentence, by_concept, mods):
             return None
-        others_here = [m for m in _other_complaints(by_concept, sentence) if m.clause in clauses
-                       and not _overlaps(m, spans) and NEGATED not in mods.of((m,))]
-        backs_here = [m for m in by_concept.near(BACK_CONCEPTS, sentence) if m.clause in clauses]
-        if (sign.back_only or suspect) and others_here and not backs_here:
-            return None                    # "my toothache is unbearable": another body part's complaint
-        if sign.back_only and screen.other_complaint:
+        if _elsewhere(sign, suspect, members, clauses, sentence, by_concept, mods, screen):
             return None
         found = set(mods.of(members)) if members else set()
         if sign.ignore_negation:
@@ -356,13 +361,7 @@ class Screener:
                 return Finding(sign.id, sign.level, NEGATED_SIGN, subject, message_slice(text, *_span(members)),
                                via="question")
             return None                    # "a fever last year": not a sign now; the form still asks
-        start, end = _span(members)
-        words = message_slice(text, start, end) if spans else ""
-        if NEGATED in found:
-            return Finding(sign.id, sign.level, NEGATED_SIGN, subject, words, via=via)
-        if suspect or HYPOTHETICAL in found:
-            return Finding(sign.id, sign.level, SUSPECTED, subject, words, via=via)
-        return Finding(sign.id, sign.level, PRESENT, subject, words, POSSIBLE in found, HISTORICAL in found, via)
+        return _judged(sign, members, via, suspect, text, found, subject)
 
     def _topic_denial(self, sign: Sign, concepts: frozenset[str], text: Text, by_concept: "Mentions",
                       mods: "_ModCache", patient: str) -> list[Finding]:
@@ -386,6 +385,38 @@ def _verb_negated(text: Text, m: Mention) -> bool:
     """Whether a verb negation stands just before (or inside) the words of `m`, in its clause."""
     start = max(0, m.start - NEGATION_REACH)
     return any(text.doc[i].lower_ in VERB_NEGATORS and text.clause[i] == m.clause for i in range(start, m.end))
+
+
+def _vetoed(sign: Sign, combo: Combo, members: tuple[Mention, ...], clauses: set[int], sentence: int,
+            by_concept: "Mentions", mods: "_ModCache") -> bool:
+    """Whether a veto word (the sign's or the combination's `unless`) stands in the members'
+    clauses, not itself negated."""
+    return any(m.clause in clauses and NEGATED not in mods.beside(m, members)
+               for m in by_concept.near(sign.unless | combo.unless, sentence))
+
+
+def _elsewhere(sign: Sign, suspect: bool, members: tuple[Mention, ...], clauses: set[int], sentence: int,
+               by_concept: "Mentions", mods: "_ModCache", screen: Screen) -> bool:
+    """Whether the words are another body part's complaint, where the sign needs the back's."""
+    spans = [(m.start, m.end) for m in members]
+    others_here = [m for m in _other_complaints(by_concept, sentence) if m.clause in clauses
+                   and not _overlaps(m, spans) and NEGATED not in mods.of((m,))]
+    backs_here = [m for m in by_concept.near(BACK_CONCEPTS, sentence) if m.clause in clauses]
+    if (sign.back_only or suspect) and others_here and not backs_here:
+        return True                        # "my toothache is unbearable": another body part's complaint
+    return sign.back_only and screen.other_complaint
+
+
+def _judged(sign: Sign, members: tuple[Mention, ...], via: str, suspect: bool, text: Text, found: set[str],
+            subject: str) -> Finding:
+    """The finding judged words make, by their modifiers: denied, only suspected, or present."""
+    start, end = _span(members)
+    words = message_slice(text, start, end) if members else ""
+    if NEGATED in found:
+        return Finding(sign.id, sign.level, NEGATED_SIGN, subject, words, via=via)
+    if suspect or HYPOTHETICAL in found:
+        return Finding(sign.id, sign.level, SUSPECTED, subject, words, via=via)
+    return Finding(sign.id, sign.level, PRESENT, subject, words, POSSIBLE in found, HISTORICAL in found, via)
 
 
 def _span(members: tuple[Mention, ...]) -> tuple[int, int]:
@@ -439,6 +470,32 @@ def _other_complaints(by_concept: "Mentions", sentence: int | None = None) -> li
                for s in by_concept.near(SYMPTOM_CONCEPTS, m.sentence)):
             out.append(m)
     return out
+
+
+def _back_named(text: Text, by_concept: "Mentions") -> list[Mention]:
+    """The back named with a symptom beside it ("my back is sore"), not "which muscles work the back?"."""
+    symptom_concepts = SYMPTOM_CONCEPTS | COMPLAINT_CONCEPTS
+    return [m for c in BACK_CONCEPTS for m in by_concept.get(c, [])
+            if m.concept == "sciatica" or any(_together(m, s, text, DEFAULT_WINDOW)
+                                              for s in by_concept.near(symptom_concepts, m.sentence))]
+
+
+def _other_site_symptoms(by_concept: "Mentions") -> list[Mention]:
+    """No back named, another body part named, symptoms: "rolled my ankle ... it's swollen"."""
+    if by_concept.get(OTHER_SITE) and any(by_concept.get(c) for c in SYMPTOM_CONCEPTS):
+        return list(by_concept.get(OTHER_SITE))
+    return []
+
+
+def _with_unnamed(complaints: list[Mention], others: list[Mention], by_concept: "Mentions",
+                  mods: "_ModCache") -> list[Mention]:
+    """The back complaints with the complaint words that name no body part: the back's when
+    nothing else is complained of."""
+    if not complaints and not others:      # "it hurts when I bend", "maybe a 5": the back's
+        return [m for c in COMPLAINT_CONCEPTS | {"score"} for m in by_concept.get(c, [])]
+    if not others:                         # "my colleague had back pain. I'm just stiff": mine too
+        return complaints + [m for c in COMPLAINT_CONCEPTS for m in by_concept.get(c, []) if mods.subject((m,)) == SELF]
+    return complaints
 
 
 def _quantity_concept(q: Quantity) -> str | None:
@@ -497,26 +554,33 @@ def _matches(combo: Combo, by_concept: "Mentions", text: Text, window: int,
     anchor = min((i for i, c in enumerate(candidates) if c), key=lambda i: len(candidates[i]))
     out = []
     for first in candidates[anchor]:
-        members = [first]
-        via = "words"
-        for i, group in enumerate(combo.groups):
-            if i == anchor:
-                continue
-            cands = by_concept.near(group, first.sentence)
-            # never the same words twice ("collapse" is faint or give_way, not both); a gap term
-            # may hold another inside it ("putting a few of my pills aside")
-            near = [m for m in cands if _together(first, m, text, window)
-                    and not any((m.start, m.end) == (x.start, x.end) for x in members)]
-            if near:     # the nearest, preferring one that is not denied ("I can pee fine ... can't tell")
-                members.append(min(near, key=lambda m: (NEGATED in mods.of((m,)), _gap(first, m))))
-            elif stand_ins[i]:
-                via = stand_ins[i] if via == "words" else via
-            else:
-                members = []
-                break
+        members, via = _around(first, anchor, combo, stand_ins, by_concept, text, window, mods)
         if members:
             out.append((tuple(sorted(members, key=lambda m: m.start)), via))
     return out
+
+
+def _around(first: Mention, anchor: int, combo: Combo, stand_ins: list[str | None], by_concept: "Mentions",
+            text: Text, window: int, mods: "_ModCache") -> tuple[list[Mention], str]:
+    """The combination's members around `first` (a mention of the `anchor` group) and what
+    stands in for the parts not in the words; no members when a part is missing."""
+    members = [first]
+    via = "words"
+    for i, group in enumerate(combo.groups):
+        if i == anchor:
+            continue
+        cands = by_concept.near(group, first.sentence)
+        # never the same words twice ("collapse" is faint or give_way, not both); a gap term
+        # may hold another inside it ("putting a few of my pills aside")
+        near = [m for m in cands if _together(first, m, text, window)
+                and not any((m.start, m.end) == (x.start, x.end) for x in members)]
+        if near:     # the nearest, preferring one that is not denied ("I can pee fine ... can't tell")
+            members.append(min(near, key=lambda m: (NEGATED in mods.of((m,)), _gap(first, m))))
+        elif stand_ins[i]:
+            via = stand_ins[i] if via == "words" else via
+        else:
+            return [], via
+    return members, via
 
 
 class Mentions:
