@@ -138,32 +138,49 @@ def _weight(tokens, lemmas, n, asked):
     return Quantity(WEIGHT, n.value * _WEIGHT_UNITS[unit], n.start, n.end + (0 if n.suffix else 1))
 
 
+def _at(tokens: list[str], i: int) -> str:
+    """The token at i, or "" before the start or past the end."""
+    return tokens[i] if 0 <= i < len(tokens) else ""
+
+
 def _age(tokens, lemmas, n, asked):
     if not 1 <= n.value <= 120 or n.value != int(n.value):
         return None
-    unit = lemmas[n.end] if n.end < len(lemmas) else ""
-    nxt = tokens[n.end + 1] if n.end + 1 < len(tokens) else ""
-    prev = tokens[n.start - 1] if n.start else ""
-    prev2 = tokens[n.start - 2] if n.start >= 2 else ""
+    unit = _at(lemmas, n.end)
     if n.suffix in ("yo", "y/o") or unit in ("yo", "y/o"):
         return Quantity(AGE, n.value, n.start, n.end + (0 if n.suffix else 1))
-    if unit in ("year", "yr", "yrs") and nxt in ("old", "of", "-"):
-        return Quantity(AGE, n.value, n.start, n.end + 2)
-    if unit in ("year", "yr", "yrs") and (prev in _BE and prev2 in _PERSONS) and n.value >= 13:
-        return Quantity(AGE, n.value, n.start, n.end + 1)                    # "I am 61 years"
-    if unit in ("year", "yr", "yrs") and asked == "age" and n.value >= 13:
-        return Quantity(AGE, n.value, n.start, n.end + 1)                    # "38 years" answering the age
     if unit in DURATION_UNITS:
-        return None
+        return _age_in_years(tokens, n, unit, asked)
+    prev, prev2 = _at(tokens, n.start - 1), _at(tokens, n.start - 2)
     if prev in ("aged", "age", "turned", "turning") or (prev == "(" and unit == ")"):
         return Quantity(AGE, n.value, n.start, n.end)
     if unit in _NOT_SCORE_UNITS:
         return None
-    if (prev == "," and prev2 in _PERSONS) or (prev in _BE and prev2 in _PERSONS - {"i"}) or asked == "age":
-        return Quantity(AGE, n.value, n.start, n.end)          # "my son is 6", "my husband, 79,"
-    if n.value >= 13 and (prev in ("'m", "am", "im", "m") or (prev in ("over", "nearly", "almost") and prev2 in _BE)):
-        return Quantity(AGE, n.value, n.start, n.end)          # "I'm 81" (but "I'm 7 out of 10" is not)
+    if _said_as_age(n, prev, prev2, asked):
+        return Quantity(AGE, n.value, n.start, n.end)
     return None
+
+
+def _age_in_years(tokens: list[str], n: _Number, unit: str, asked: str | None) -> Quantity | None:
+    """An age before a time unit: only years, said as an age; any other time is not an age."""
+    if unit not in ("year", "yr", "yrs"):
+        return None
+    if _at(tokens, n.end + 1) in ("old", "of", "-"):
+        return Quantity(AGE, n.value, n.start, n.end + 2)
+    prev, prev2 = _at(tokens, n.start - 1), _at(tokens, n.start - 2)
+    if (prev in _BE and prev2 in _PERSONS) and n.value >= 13:
+        return Quantity(AGE, n.value, n.start, n.end + 1)                    # "I am 61 years"
+    if asked == "age" and n.value >= 13:
+        return Quantity(AGE, n.value, n.start, n.end + 1)                    # "38 years" answering the age
+    return None
+
+
+def _said_as_age(n: _Number, prev: str, prev2: str, asked: str | None) -> bool:
+    """A bare number after a person and "is", or answering the age question."""
+    if (prev == "," and prev2 in _PERSONS) or (prev in _BE and prev2 in _PERSONS - {"i"}) or asked == "age":
+        return True                                            # "my son is 6", "my husband, 79,"
+    # "I'm 81" (but "I'm 7 out of 10" is not)
+    return n.value >= 13 and (prev in ("'m", "am", "im", "m") or (prev in ("over", "nearly", "almost") and prev2 in _BE))
 
 
 def _duration(tokens, lemmas, n, asked):
