@@ -108,17 +108,25 @@ Classifier = Callable[[list[str], list[str], _Number, "str | None"], "Quantity |
 
 def _temperature(tokens, lemmas, n, asked):
     unit = tokens[n.end] if n.end < len(tokens) else ""
-    marked = n.degree or n.suffix in ("c", "f") or unit in _DEGREE_UNITS
-    # "38.9 this morning", "39.4!!": a body temperature is the one common decimal in this range
-    tenths = "." in tokens[n.start] and 37.5 <= n.value < 43 and unit not in _WEIGHT_UNITS and unit not in ("km", "miles")
-    if not marked and not tenths and not (asked == "fever" or _cue(tokens, n, _TEMP_CUES | {"thermometer"}, 5, 3) or
-                           (_cue(tokens, n, {"running", "spiked", "hit", "reading"}, 2, 0) and n.value >= 37.5)):
+    if not _reads_as_temperature(tokens, n, unit, asked):
         return None
     fahrenheit = n.suffix == "f" or unit in ("f", "fahrenheit", "°f") or n.value >= 90
     celsius = (n.value - 32) * 5 / 9 if fahrenheit else n.value
     if not 34 <= celsius <= 44:
         return None
     return Quantity(TEMPERATURE, round(celsius, 1), n.start, n.end + (1 if unit in _DEGREE_UNITS else 0))
+
+
+def _reads_as_temperature(tokens: list[str], n: _Number, unit: str, asked: str | None) -> bool:
+    """A degree mark or unit, a decimal in the body-temperature range, or the fever question or
+    a temperature cue around the number."""
+    marked = n.degree or n.suffix in ("c", "f") or unit in _DEGREE_UNITS
+    # "38.9 this morning", "39.4!!": a body temperature is the one common decimal in this range
+    tenths = "." in tokens[n.start] and 37.5 <= n.value < 43 and unit not in _WEIGHT_UNITS and unit not in ("km", "miles")
+    if marked or tenths:
+        return True
+    return asked == "fever" or _cue(tokens, n, _TEMP_CUES | {"thermometer"}, 5, 3) or \
+        (_cue(tokens, n, {"running", "spiked", "hit", "reading"}, 2, 0) and n.value >= 37.5)
 
 
 def _pregnancy(tokens, lemmas, n, asked):
