@@ -231,35 +231,38 @@ def read_quantities(text: Text, asked: str | None = None) -> list[Quantity]:
     out: list[Quantity] = []
     i = 0
     while i < len(tokens):
-        word = tokens[i]
-        if _SCORE_FORM.match(word):
-            if tokens[i + 1:i + 3] != ["would", "recommend"]:
-                out.append(Quantity(SCORE, float(_SCORE_FORM.match(word).group(1)), i, i + 1))
-            i += 1
-            continue
-        if word in _DECADES and i and tokens[i - 1] in ("my", "his", "her", "their", "late", "early", "mid"):
-            out.append(Quantity(AGE, float(_DECADES[word]), i - 1, i + 1))
-            i += 1
-            continue
-        if word in COUNT_WORDS or word == "half":
-            hit = _counted_duration(tokens, lemmas, i)
-            if hit:
-                out.append(hit)
-                i = hit.end
-                continue
-        n = _number(tokens, i)
-        if n is None:
-            i += 1
-            continue
-        for classify in _CLASSIFIERS:
-            hit = classify(tokens, lemmas, n, asked)
-            if hit is not None:
-                out.append(hit)
-                i = max(hit.end, n.end)
-                break
-        else:
-            i = n.end
+        hit, i = _read_at(tokens, lemmas, i, asked)
+        if hit is not None:
+            out.append(hit)
     return out
+
+
+def _read_at(tokens: list[str], lemmas: list[str], i: int, asked: str | None) -> tuple[Quantity | None, int]:
+    """The quantity that starts at token i, if any, and the token to read on from."""
+    word = tokens[i]
+    if _SCORE_FORM.match(word):
+        if tokens[i + 1:i + 3] != ["would", "recommend"]:
+            return Quantity(SCORE, float(_SCORE_FORM.match(word).group(1)), i, i + 1), i + 1
+        return None, i + 1
+    if word in _DECADES and i and tokens[i - 1] in ("my", "his", "her", "their", "late", "early", "mid"):
+        return Quantity(AGE, float(_DECADES[word]), i - 1, i + 1), i + 1
+    if word in COUNT_WORDS or word == "half":
+        hit = _counted_duration(tokens, lemmas, i)
+        if hit:
+            return hit, hit.end
+    n = _number(tokens, i)
+    if n is None:
+        return None, i + 1
+    return _classify(tokens, lemmas, n, asked)
+
+
+def _classify(tokens: list[str], lemmas: list[str], n: _Number, asked: str | None) -> tuple[Quantity | None, int]:
+    """What the number measures (the first classifier that claims it), and the token after it."""
+    for classify in _CLASSIFIERS:
+        hit = classify(tokens, lemmas, n, asked)
+        if hit is not None:
+            return hit, max(hit.end, n.end)
+    return None, n.end
 
 
 def _counted_duration(tokens: list[str], lemmas: list[str], i: int) -> Quantity | None:
