@@ -59,16 +59,24 @@ def read_answer(text: str, intent: str | None, words: AnswerWords, single: bool 
     if intent in NOT_ANSWERS or (intent or "").startswith("faq"):
         return None
     t = _clean(text)
-    if t and any(_has(t, p, False) for p in words.unsure):
-        return UNSURE
-    if t and any(_has(t, p, True) for p in words.deny):
-        return NO
-    if t and any(_has(t, p, True) for p in words.affirm):
-        return YES
+    said = _answer_words(t, words)
+    if said is not None:
+        return said
     if intent in INTENT_ANSWERS and len(t.split()) <= 4:
         return INTENT_ANSWERS[intent]
     if single and t and _all_is_well(t, words):
         return NO
+    return None
+
+
+def _answer_words(t: str, words: AnswerWords) -> str | None:
+    """The answer the words say, doubt first, then no, then yes; a no or yes only at the start."""
+    if not t:
+        return None
+    for answer, phrases, start_only in ((UNSURE, words.unsure, False), (NO, words.deny, True),
+                                        (YES, words.affirm, True)):
+        if any(_has(t, p, start_only) for p in phrases):
+            return answer
     return None
 
 

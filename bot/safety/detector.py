@@ -9,7 +9,9 @@ possible sign is handled.
 
 from __future__ import annotations
 
+from itertools import chain
 from pathlib import Path
+from typing import Iterator
 
 import srsly
 
@@ -80,24 +82,37 @@ def training_set(screener: Screener, texts: list[str], training: dict | None = N
     file, and any NLU training text the screen finds a sign in; negatives: absent examples,
     the training file's negatives and all other NLU training texts."""
     docs, labels = [], []
-
-    def add(text: str, label: str) -> None:
+    # one stream, in this order: the sources are generators, so every text is screened and
+    # tokenised in turn, exactly as one loop per source would
+    for text, label in chain(_rule_examples(screener), _training_file_examples(screener, training),
+                             _screened_examples(screener, texts)):
         docs.append(screener.text(text).doc)
         labels.append(label)
+    return docs, labels
 
+
+def _rule_examples(screener: Screener) -> Iterator[tuple[str, str]]:
+    """danger_signs.yml: present and asked examples as the sign, absent ones as NONE."""
     for sign in screener.signs.values():
         for text in sign.examples.get("present", ()) + sign.examples.get("asked", ()):
-            add(text, sign.id)
+            yield text, sign.id
         for text in sign.examples.get("absent", ()):
-            add(text, NONE)
+            yield text, NONE
+
+
+def _training_file_examples(screener: Screener, training: dict | None) -> Iterator[tuple[str, str]]:
+    """The detector's own training file: positives of known signs, then the negatives."""
     for sign_id, examples in ((training or {}).get("positives") or {}).items():
         if sign_id in screener.signs:
             for text in examples or ():
-                add(str(text), sign_id)
+                yield str(text), sign_id
     for text in (training or {}).get("negatives") or ():
-        add(str(text), NONE)
+        yield str(text), NONE
+
+
+def _screened_examples(screener: Screener, texts: list[str]) -> Iterator[tuple[str, str]]:
+    """NLU training texts, labelled by the screen: the first sign it finds or suspects, else NONE."""
     for text in texts:
         result = screener.screen(text)
         found = result.present or result.suspected
-        add(text, found[0] if found else NONE)
-    return docs, labels
+        yield text, found[0] if found else NONE

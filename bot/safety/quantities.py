@@ -108,17 +108,25 @@ Classifier = Callable[[list[str], list[str], _Number, "str | None"], "Quantity |
 
 def _temperature(tokens, lemmas, n, asked):
     unit = tokens[n.end] if n.end < len(tokens) else ""
-    marked = n.degree or n.suffix in ("c", "f") or unit in _DEGREE_UNITS
-    # "38.9 this morning", "39.4!!": a body temperature is the one common decimal in this range
-    tenths = "." in tokens[n.start] and 37.5 <= n.value < 43 and unit not in _WEIGHT_UNITS and unit not in ("km", "miles")
-    if not marked and not tenths and not (asked == "fever" or _cue(tokens, n, _TEMP_CUES | {"thermometer"}, 5, 3) or
-                           (_cue(tokens, n, {"running", "spiked", "hit", "reading"}, 2, 0) and n.value >= 37.5)):
+    if not _reads_as_temperature(tokens, n, unit, asked):
         return None
     fahrenheit = n.suffix == "f" or unit in ("f", "fahrenheit", "°f") or n.value >= 90
     celsius = (n.value - 32) * 5 / 9 if fahrenheit else n.value
     if not 34 <= celsius <= 44:
         return None
     return Quantity(TEMPERATURE, round(celsius, 1), n.start, n.end + (1 if unit in _DEGREE_UNITS else 0))
+
+
+def _reads_as_temperature(tokens: list[str], n: _Number, unit: str, asked: str | None) -> bool:
+    """A degree mark or unit, a decimal in the body-temperature range, or the fever question or
+    a temperature cue around the number."""
+    marked = n.degree or n.suffix in ("c", "f") or unit in _DEGREE_UNITS
+    # "38.9 this morning", "39.4!!": a body temperature is the one common decimal in this range
+    tenths = "." in tokens[n.start] and 37.5 <= n.value < 43 and unit not in _WEIGHT_UNITS and unit not in ("km", "miles")
+    if marked or tenths:
+        return True
+    return asked == "fever" or _cue(tokens, n, _TEMP_CUES | {"thermometer"}, 5, 3) or \
+        (_cue(tokens, n, {"running", "spiked", "hit", "reading"}, 2, 0) and n.value >= 37.5)
 
 
 def _pregnancy(tokens, lemmas, n, asked):
@@ -138,32 +146,49 @@ def _weight(tokens, lemmas, n, asked):
     return Quantity(WEIGHT, n.value * _WEIGHT_UNITS[unit], n.start, n.end + (0 if n.suffix else 1))
 
 
+def _at(tokens: list[str], i: int) -> str:
+    """The token at i, or "" before the start or past the end."""
+    return tokens[i] if 0 <= i < len(tokens) else ""
+
+
 def _age(tokens, lemmas, n, asked):
     if not 1 <= n.value <= 120 or n.value != int(n.value):
         return None
-    unit = lemmas[n.end] if n.end < len(lemmas) else ""
-    nxt = tokens[n.end + 1] if n.end + 1 < len(tokens) else ""
-    prev = tokens[n.start - 1] if n.start else ""
-    prev2 = tokens[n.start - 2] if n.start >= 2 else ""
+    unit = _at(lemmas, n.end)
     if n.suffix in ("yo", "y/o") or unit in ("yo", "y/o"):
         return Quantity(AGE, n.value, n.start, n.end + (0 if n.suffix else 1))
-    if unit in ("year", "yr", "yrs") and nxt in ("old", "of", "-"):
-        return Quantity(AGE, n.value, n.start, n.end + 2)
-    if unit in ("year", "yr", "yrs") and (prev in _BE and prev2 in _PERSONS) and n.value >= 13:
-        return Quantity(AGE, n.value, n.start, n.end + 1)                    # "I am 61 years"
-    if unit in ("year", "yr", "yrs") and asked == "age" and n.value >= 13:
-        return Quantity(AGE, n.value, n.start, n.end + 1)                    # "38 years" answering the age
     if unit in DURATION_UNITS:
-        return None
+        return _age_in_years(tokens, n, unit, asked)
+    prev, prev2 = _at(tokens, n.start - 1), _at(tokens, n.start - 2)
     if prev in ("aged", "age", "turned", "turning") or (prev == "(" and unit == ")"):
         return Quantity(AGE, n.value, n.start, n.end)
     if unit in _NOT_SCORE_UNITS:
         return None
-    if (prev == "," and prev2 in _PERSONS) or (prev in _BE and prev2 in _PERSONS - {"i"}) or asked == "age":
-        return Quantity(AGE, n.value, n.start, n.end)          # "my son is 6", "my husband, 79,"
-    if n.value >= 13 and (prev in ("'m", "am", "im", "m") or (prev in ("over", "nearly", "almost") and prev2 in _BE)):
-        return Quantity(AGE, n.value, n.start, n.end)          # "I'm 81" (but "I'm 7 out of 10" is not)
+    if _said_as_age(n, prev, prev2, asked):
+        return Quantity(AGE, n.value, n.start, n.end)
     return None
+
+
+def _age_in_years(tokens: list[str], n: _Number, unit: str, asked: str | None) -> Quantity | None:
+    """An age before a time unit: only years, said as an age; any other time is not an age."""
+    if unit not in ("year", "yr", "yrs"):
+        return None
+    if _at(tokens, n.end + 1) in ("old", "of", "-"):
+        return Quantity(AGE, n.value, n.start, n.end + 2)
+    prev, prev2 = _at(tokens, n.start - 1), _at(tokens, n.start - 2)
+    if (prev in _BE and prev2 in _PERSONS) and n.value >= 13:
+        return Quantity(AGE, n.value, n.start, n.end + 1)                    # "I am 61 years"
+    if asked == "age" and n.value >= 13:
+        return Quantity(AGE, n.value, n.start, n.end + 1)                    # "38 years" answering the age
+    return None
+
+
+def _said_as_age(n: _Number, prev: str, prev2: str, asked: str | None) -> bool:
+    """A bare number after a person and "is", or answering the age question."""
+    if (prev == "," and prev2 in _PERSONS) or (prev in _BE and prev2 in _PERSONS - {"i"}) or asked == "age":
+        return True                                            # "my son is 6", "my husband, 79,"
+    # "I'm 81" (but "I'm 7 out of 10" is not)
+    return n.value >= 13 and (prev in ("'m", "am", "im", "m") or (prev in ("over", "nearly", "almost") and prev2 in _BE))
 
 
 def _duration(tokens, lemmas, n, asked):
@@ -206,35 +231,38 @@ def read_quantities(text: Text, asked: str | None = None) -> list[Quantity]:
     out: list[Quantity] = []
     i = 0
     while i < len(tokens):
-        word = tokens[i]
-        if _SCORE_FORM.match(word):
-            if tokens[i + 1:i + 3] != ["would", "recommend"]:
-                out.append(Quantity(SCORE, float(_SCORE_FORM.match(word).group(1)), i, i + 1))
-            i += 1
-            continue
-        if word in _DECADES and i and tokens[i - 1] in ("my", "his", "her", "their", "late", "early", "mid"):
-            out.append(Quantity(AGE, float(_DECADES[word]), i - 1, i + 1))
-            i += 1
-            continue
-        if word in COUNT_WORDS or word == "half":
-            hit = _counted_duration(tokens, lemmas, i)
-            if hit:
-                out.append(hit)
-                i = hit.end
-                continue
-        n = _number(tokens, i)
-        if n is None:
-            i += 1
-            continue
-        for classify in _CLASSIFIERS:
-            hit = classify(tokens, lemmas, n, asked)
-            if hit is not None:
-                out.append(hit)
-                i = max(hit.end, n.end)
-                break
-        else:
-            i = n.end
+        hit, i = _read_at(tokens, lemmas, i, asked)
+        if hit is not None:
+            out.append(hit)
     return out
+
+
+def _read_at(tokens: list[str], lemmas: list[str], i: int, asked: str | None) -> tuple[Quantity | None, int]:
+    """The quantity that starts at token i, if any, and the token to read on from."""
+    word = tokens[i]
+    if _SCORE_FORM.match(word):
+        if tokens[i + 1:i + 3] != ["would", "recommend"]:
+            return Quantity(SCORE, float(_SCORE_FORM.match(word).group(1)), i, i + 1), i + 1
+        return None, i + 1
+    if word in _DECADES and i and tokens[i - 1] in ("my", "his", "her", "their", "late", "early", "mid"):
+        return Quantity(AGE, float(_DECADES[word]), i - 1, i + 1), i + 1
+    if word in COUNT_WORDS or word == "half":
+        hit = _counted_duration(tokens, lemmas, i)
+        if hit:
+            return hit, hit.end
+    n = _number(tokens, i)
+    if n is None:
+        return None, i + 1
+    return _classify(tokens, lemmas, n, asked)
+
+
+def _classify(tokens: list[str], lemmas: list[str], n: _Number, asked: str | None) -> tuple[Quantity | None, int]:
+    """What the number measures (the first classifier that claims it), and the token after it."""
+    for classify in _CLASSIFIERS:
+        hit = classify(tokens, lemmas, n, asked)
+        if hit is not None:
+            return hit, max(hit.end, n.end)
+    return None, n.end
 
 
 def _counted_duration(tokens: list[str], lemmas: list[str], i: int) -> Quantity | None:

@@ -89,27 +89,39 @@ class TextPath:
         for token in doc:
             if token.lower_ == "'s" and token.lemma_ != "be":
                 token.lemma_ = "be"      # "bladder's fine", "it's gone": is, for the context rules
-        sentence, clause = [], []
-        s = c = length = 0
-        for token in doc:
-            word = token.text
-            if word in CLAUSE_BREAKS:
-                c += 1
-            sentence.append(s)
-            clause.append(c)
-            length += 1
-            if word in SENTENCE_BREAKS or (token.is_space and "\n" in word) or length >= MAX_SENTENCE_TOKENS:
-                s += 1
-                c += 1
-                length = 0
+        sentence, clause = _number_sentences(doc)
         _join_short_answers(doc, sentence, clause)
         order = {n: i for i, n in enumerate(dict.fromkeys(sentence))}
         sentence = [order[n] for n in sentence]
-        words: dict[int, int] = {}
-        for token, number in zip(doc, sentence):
-            if not (token.is_punct or token.is_space):
-                words[number] = words.get(number, 0) + 1
-        return Text(doc, sentence, clause, words, clean)
+        return Text(doc, sentence, clause, _sentence_words(doc, sentence), clean)
+
+
+def _number_sentences(doc: Doc) -> tuple[list[int], list[int]]:
+    """The sentence and clause number of every token: a break token ends its sentence, a
+    clause word ("but") starts a clause, and a run-on sentence is cut at MAX_SENTENCE_TOKENS."""
+    sentence, clause = [], []
+    s = c = length = 0
+    for token in doc:
+        word = token.text
+        if word in CLAUSE_BREAKS:
+            c += 1
+        sentence.append(s)
+        clause.append(c)
+        length += 1
+        if word in SENTENCE_BREAKS or (token.is_space and "\n" in word) or length >= MAX_SENTENCE_TOKENS:
+            s += 1
+            c += 1
+            length = 0
+    return sentence, clause
+
+
+def _sentence_words(doc: Doc, sentence: list[int]) -> dict[int, int]:
+    """Sentence -> how many word tokens (not punctuation or space) it has."""
+    words: dict[int, int] = {}
+    for token, number in zip(doc, sentence):
+        if not (token.is_punct or token.is_space):
+            words[number] = words.get(number, 0) + 1
+    return words
 
 
 @functools.lru_cache(maxsize=1)
