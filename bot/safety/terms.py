@@ -49,31 +49,37 @@ def parse_term(term: str) -> list[Item]:
     words = term.strip().lower().split()
     if not words:
         raise TermError("the term is empty")
-    items: list[Item] = []
-    for word in words:
-        m = _ITEM.match(word)
-        if not m:
-            raise TermError(f"`{word}`: brackets must wrap a whole item, like [my|the]")
-        if m.group("gap"):
-            items.append(Item((), gap=int(m.group("n") or 3)))
-            continue
-        body = m.group("opt") or m.group("alts")
-        alts = tuple(body.split("|"))
-        if any(not a for a in alts):
-            raise TermError(f"`{word}`: empty alternative; remove the extra `|`")
-        for alt in alts:
-            if not _WORD.match(alt) or alt.count("*") > 1 or ("*" in alt and alt.startswith("=")):
-                raise TermError(f"`{alt}` in `{word}`: write plain words, word* for a prefix or =word "
-                                "for an exact form")
-        dupes = {a for a in alts if alts.count(a) > 1}
-        if dupes:
-            raise TermError(f"`{word}`: `{sorted(dupes)[0]}` is listed twice; remove one")
-        items.append(Item(alts, optional=bool(m.group("opt"))))
+    items = [_parse_item(word) for word in words]
     if all(i.gap or i.optional for i in items):
         raise TermError("the term has no word that must be present")
     if items[0].gap or items[-1].gap:
         raise TermError("a term cannot start or end with `...`; put words on both sides")
     return items
+
+
+def _parse_item(word: str) -> Item:
+    """One space-separated item of a term: a gap, or alternatives (optional in brackets)."""
+    m = _ITEM.match(word)
+    if not m:
+        raise TermError(f"`{word}`: brackets must wrap a whole item, like [my|the]")
+    if m.group("gap"):
+        return Item((), gap=int(m.group("n") or 3))
+    body = m.group("opt") or m.group("alts")
+    alts = tuple(body.split("|"))
+    _check_alternatives(word, alts)
+    return Item(alts, optional=bool(m.group("opt")))
+
+
+def _check_alternatives(word: str, alts: tuple[str, ...]) -> None:
+    if any(not a for a in alts):
+        raise TermError(f"`{word}`: empty alternative; remove the extra `|`")
+    for alt in alts:
+        if not _WORD.match(alt) or alt.count("*") > 1 or ("*" in alt and alt.startswith("=")):
+            raise TermError(f"`{alt}` in `{word}`: write plain words, word* for a prefix or =word "
+                            "for an exact form")
+    dupes = {a for a in alts if alts.count(a) > 1}
+    if dupes:
+        raise TermError(f"`{word}`: `{sorted(dupes)[0]}` is listed twice; remove one")
 
 
 def term_words(term: str) -> list[str]:
