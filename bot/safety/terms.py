@@ -174,6 +174,23 @@ class TermMatcher:
     def _expand(self, items: list[Item]) -> list[tuple[str, ...]] | None:
         """Every word sequence a gap-free stretch stands for; None when too many, or when it mixes
         exact forms and lemmas (the token Matcher handles those)."""
+        choices = self._word_choices(items)
+        if choices is None:
+            return None
+        count = 1
+        for c in choices:
+            count *= len(c)
+        if count > MAX_EXPANSIONS:
+            return None
+        out = []
+        for combo in itertools.product(*choices):
+            out += self._sequences(combo)
+        exact = {w.startswith("=") for seq in out for w in seq}
+        return None if len(exact) > 1 else out
+
+    def _word_choices(self, items: list[Item]) -> list[list[str]] | None:
+        """Per item, the words it may be (prefixes looked up in the lexicon; "" when it is
+        optional); None when a prefix starts no word of the lexicon."""
         choices = []
         for item in items:
             words: list[str] = []
@@ -182,21 +199,18 @@ class TermMatcher:
             if not words:
                 return None
             choices.append(words + ([""] if item.optional else []))
-        count = 1
-        for c in choices:
-            count *= len(c)
-        if count > MAX_EXPANSIONS:
-            return None
+        return choices
+
+    def _sequences(self, combo: tuple[str, ...]) -> list[tuple[str, ...]]:
+        """The token sequences of one choice of words: as spaCy splits them, and unsplit."""
         out = []
-        for combo in itertools.product(*choices):
-            words = tuple(w for part in combo if part for w in self._split(part))
-            if words:
-                out.append(words)
-            whole = tuple(part for part in combo if part)    # "cannot" as one token, as a typo fix leaves it
-            if whole and whole != words and all(" " not in w for w in whole):
-                out.append(whole)
-        exact = {w.startswith("=") for seq in out for w in seq}
-        return None if len(exact) > 1 else out
+        words = tuple(w for part in combo if part for w in self._split(part))
+        if words:
+            out.append(words)
+        whole = tuple(part for part in combo if part)    # "cannot" as one token, as a typo fix leaves it
+        if whole and whole != words and all(" " not in w for w in whole):
+            out.append(whole)
+        return out
 
     def _prefixed(self, stem: str) -> list[str]:
         """Lexicon words starting with `stem` (tingl* -> tingle, tingling, tingly, ...)."""
