@@ -243,35 +243,45 @@ class TermMatcher:
     def _patterns_for(self, items: list[Item]) -> list[list[dict]]:
         """Token-Matcher patterns for a term with prefixes or gaps (one per choice of any
         alternative spaCy splits in two, like can't)."""
-        choices: list[list[list[dict]]] = []
-        for item in items:
-            if item.gap:
-                choices.append([[{"IS_PUNCT": False, "LEMMA": {"NOT_IN": list(GAP_STOPS)},
-                                  "LOWER": {"NOT_IN": ["n't"]}, "OP": f"{{0,{item.gap}}}"}]])
-                continue
-            options: list[list[dict]] = []
-            prefixes = [a[:-1] for a in item.alternatives if a.endswith("*")]
-            singles: list[str] = []
-            for word in (a for a in item.alternatives if not a.endswith("*")):
-                split = self._split(word)
-                if len(split) == 1:
-                    singles.append(split[0])
-                else:
-                    options.append([self._token(w) for w in split])
-            if prefixes:
-                alternatives = prefixes + [re.escape(w.lstrip("=")) + "$" for w in singles]
-                options.append([{"LOWER": {"REGEX": "^(?:" + "|".join(alternatives) + ")"}}])
-            elif singles:
-                exact = [w[1:] for w in singles if w.startswith("=")]
-                lemmas = [self._lemma_of(w) for w in singles if not w.startswith("=")]
-                if lemmas:
-                    options.append([{"LEMMA": {"IN": lemmas}}])
-                if exact:
-                    options.append([{"LOWER": {"IN": exact}}])
-            if item.optional:
-                options.append([])
-            choices.append(options)
+        choices = [self._gap_options(item.gap) if item.gap else self._item_options(item) for item in items]
         return [[spec for part in combo for spec in part] for combo in itertools.product(*choices)]
+
+    @staticmethod
+    def _gap_options(gap: int) -> list[list[dict]]:
+        """Up to `gap` other words, never a negation, "but", "n't" or punctuation."""
+        return [[{"IS_PUNCT": False, "LEMMA": {"NOT_IN": list(GAP_STOPS)},
+                  "LOWER": {"NOT_IN": ["n't"]}, "OP": f"{{0,{gap}}}"}]]
+
+    def _item_options(self, item: Item) -> list[list[dict]]:
+        """The token specs an item may match: one sequence per alternative spaCy splits in two,
+        the one-token alternatives together, and nothing when the item is optional."""
+        options: list[list[dict]] = []
+        prefixes = [a[:-1] for a in item.alternatives if a.endswith("*")]
+        singles: list[str] = []
+        for word in (a for a in item.alternatives if not a.endswith("*")):
+            split = self._split(word)
+            if len(split) == 1:
+                singles.append(split[0])
+            else:
+                options.append([self._token(w) for w in split])
+        options += self._single_options(prefixes, singles)
+        if item.optional:
+            options.append([])
+        return options
+
+    def _single_options(self, prefixes: list[str], singles: list[str]) -> list[list[dict]]:
+        """One-token specs: a regex when there are prefixes, else a lemma list and an exact-form list."""
+        if prefixes:
+            alternatives = prefixes + [re.escape(w.lstrip("=")) + "$" for w in singles]
+            return [[{"LOWER": {"REGEX": "^(?:" + "|".join(alternatives) + ")"}}]]
+        exact = [w[1:] for w in singles if w.startswith("=")]
+        lemmas = [self._lemma_of(w) for w in singles if not w.startswith("=")]
+        options: list[list[dict]] = []
+        if lemmas:
+            options.append([{"LEMMA": {"IN": lemmas}}])
+        if exact:
+            options.append([{"LOWER": {"IN": exact}}])
+        return options
 
     def _token(self, word: str) -> dict:
         return {"LOWER": word[1:]} if word.startswith("=") else {"LEMMA": self._lemma_of(word)}
