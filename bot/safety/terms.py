@@ -299,12 +299,8 @@ class TermMatcher:
     def __call__(self, doc: Doc) -> list[tuple[str, int, int]]:
         if not self._built:
             self._build()
-        strings = self._nlp.vocab.strings
+        spans = self._phrase_spans(doc)
         found: set[tuple[str, int, int]] = set()
-        spans: dict[str, list[tuple[int, int]]] = {}
-        for matcher in (self._phrases, self._lower):
-            for k, s, e in matcher(doc):
-                spans.setdefault(strings[k], []).append((s, e))
         for key, where in spans.items():
             for label in self._direct.get(key, ()):
                 found.update((label, s, e) for s, e in where)
@@ -312,15 +308,36 @@ class TermMatcher:
             stops = [t.is_punct or t.lemma_ in GAP_STOPS or t.lower_ == "n't" for t in doc]
             for chain in self._chains:
                 found.update(self._join(chain, spans, stops))
-        if len(self._tokens):
-            for k, s, e in self._tokens(doc):
-                key = strings[k]
-                if key in self._keep:
-                    label, head, tail = self._keep[key]
-                    s, e = (s, s + head) if head else (e - tail, e)
-                    key = label
-                found.add((key, s, e))
-        # Several lengths can match from one start; keep the shortest per start.
+        found.update(self._token_matches(doc))
+        return self._shortest(found)
+
+    def _phrase_spans(self, doc: Doc) -> dict[str, list[tuple[int, int]]]:
+        """Segment key -> its (start, end) spans, from both PhraseMatchers."""
+        strings = self._nlp.vocab.strings
+        spans: dict[str, list[tuple[int, int]]] = {}
+        for matcher in (self._phrases, self._lower):
+            for k, s, e in matcher(doc):
+                spans.setdefault(strings[k], []).append((s, e))
+        return spans
+
+    def _token_matches(self, doc: Doc) -> list[tuple[str, int, int]]:
+        """The token Matcher's (label, start, end); a head/tail key reports only those words."""
+        if not len(self._tokens):
+            return []
+        strings = self._nlp.vocab.strings
+        out = []
+        for k, s, e in self._tokens(doc):
+            key = strings[k]
+            if key in self._keep:
+                label, head, tail = self._keep[key]
+                s, e = (s, s + head) if head else (e - tail, e)
+                key = label
+            out.append((key, s, e))
+        return out
+
+    @staticmethod
+    def _shortest(found: set[tuple[str, int, int]]) -> list[tuple[str, int, int]]:
+        """Several lengths can match from one start; keep the shortest per start, in text order."""
         best: dict[tuple[str, int], int] = {}
         for label, start, end in found:
             if (label, start) not in best or end < best[(label, start)]:
