@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.safety.data import LineList, Where, load_yaml
+from bot.safety.data import LineList, LineMap, Where, load_yaml
 
 _TOP_KEYS = {"version", "replacements", "normalize", "lists", "rules", "examples"}
 _RULE_KEYS = {"name", "category", "pattern", "unless_before", "unless_after", "unless_question",
@@ -102,14 +102,25 @@ class OutputGuard:
         for key in ("replacements", "rules"):
             if key not in data:
                 raise where.error(1, f"missing section `{key}:`")
+        replacements = cls._load_replacements(where, data)
+        normalize = cls._load_normalize(where, data)
+        lists = cls._load_lists(where, data)
+        rules = cls._load_rules(where, data, replacements, lists)
+        examples = data.get("examples") or {}
+        return cls(rules, {k: " ".join(v.split()) for k, v in replacements.items()}, normalize, examples)
 
+    @staticmethod
+    def _load_replacements(where: Where, data: LineMap) -> LineMap:
         replacements = where.mapping(data["replacements"], data.lines["replacements"], "`replacements`")
         if "diagnosis" not in replacements:
             raise where.error(replacements.line, "`replacements` needs a `diagnosis:` text (the default)")
         for key, value in replacements.items():
             if not isinstance(value, str) or not value.strip():
                 raise where.error(replacements.lines[key], f"replacement `{key}` must be a text")
+        return replacements
 
+    @staticmethod
+    def _load_normalize(where: Where, data: LineMap) -> list[tuple[re.Pattern[str], str]]:
         normalize: list[tuple[re.Pattern[str], str]] = []
         if "normalize" in data:
             block = where.mapping(data["normalize"], data.lines["normalize"], "`normalize`")
@@ -118,7 +129,11 @@ class OutputGuard:
                     raise where.error(block.lines[source], "`normalize` entries are `written: standard`, both text")
                 normalize.append((re.compile(r"(?<![\w'])" + re.escape(source.lower()) + r"(?![\w'])"),
                                   target.lower()))
+        return normalize
 
+    @classmethod
+    def _load_lists(cls, where: Where, data: LineMap) -> dict[str, str]:
+        """Named alternations (`lists:`), each entry checked as a regex; rules use them as `{name}`."""
         lists: dict[str, str] = {}
         if "lists" in data:
             block = where.mapping(data["lists"], data.lines["lists"], "`lists`")
@@ -127,41 +142,49 @@ class OutputGuard:
                 for entry, line in entries:
                     cls._regex(where, entry, line, f"list `{name}`")
                 lists[name] = "|".join(f"(?:{entry})" for entry, _ in entries)
+        return lists
 
+    @classmethod
+    def _load_rules(cls, where: Where, data: LineMap, replacements: LineMap,
+                    lists: dict[str, str]) -> list[GuardRule]:
         rules_block = data["rules"]
         if not isinstance(rules_block, LineList) or not rules_block:
             raise where.error(data.lines["rules"], "`rules` must be a list of rules (`- name: ...`)")
         rules: list[GuardRule] = []
         names: set[str] = set()
         for spec, line in zip(rules_block, rules_block.lines):
-            spec = where.mapping(spec, line, "a rule")
-            where.check_keys(spec, _RULE_KEYS, "a rule")
-            for key in ("name", "category", "pattern"):
-                if not isinstance(spec.get(key), str) or not spec[key].strip():
-                    raise where.error(spec.lines.get(key, line), f"every rule needs a `{key}:` text")
-            name = spec["name"]
-            if name in names:
-                raise where.error(spec.lines["name"], f"rule name `{name}` is used twice; names must be unique")
-            names.add(name)
-            if spec["category"] not in replacements:
-                raise where.error(spec.lines["category"], f"rule `{name}`: category `{spec['category']}` has no "
-                                                          f"text under `replacements`; add one or use "
-                                                          f"{', '.join(replacements)}")
+            rules.append(cls._load_rule(where, spec, line, names, replacements, lists))
+        return rules
 
-            def compiled(key: str) -> re.Pattern[str] | None:
-                if key not in spec:
-                    return None
-                return cls._regex(where, cls._fill(where, spec[key], lists, spec.lines[key]),
-                                  spec.lines[key], f"rule `{name}` `{key}`")
+    @classmethod
+    def _load_rule(cls, where: Where, spec: object, line: int, names: set[str], replacements: LineMap,
+                   lists: dict[str, str]) -> GuardRule:
+        """One `- name: ...` entry; its name is added to `names` (names must be unique)."""
+        spec = where.mapping(spec, line, "a rule")
+        where.check_keys(spec, _RULE_KEYS, "a rule")
+        for key in ("name", "category", "pattern"):
+            if not isinstance(spec.get(key), str) or not spec[key].strip():
+                raise where.error(spec.lines.get(key, line), f"every rule needs a `{key}:` text")
+        name = spec["name"]
+        if name in names:
+            raise where.error(spec.lines["name"], f"rule name `{name}` is used twice; names must be unique")
+        names.add(name)
+        if spec["category"] not in replacements:
+            raise where.error(spec.lines["category"], f"rule `{name}`: category `{spec['category']}` has no "
+                                                      f"text under `replacements`; add one or use "
+                                                      f"{', '.join(replacements)}")
 
-            question = spec.get("unless_question", False)
-            if not isinstance(question, bool):
-                raise where.error(spec.lines["unless_question"], "unless_question is true or false")
-            rules.append(GuardRule(name, spec["category"], compiled("pattern"), compiled("unless_before"),
-                                   compiled("unless_after"), question, compiled("needs_in_sentence")))
+        def compiled(key: str) -> re.Pattern[str] | None:
+            if key not in spec:
+                return None
+            return cls._regex(where, cls._fill(where, spec[key], lists, spec.lines[key]),
+                              spec.lines[key], f"rule `{name}` `{key}`")
 
-        examples = data.get("examples") or {}
-        return cls(rules, {k: " ".join(v.split()) for k, v in replacements.items()}, normalize, examples)
+        question = spec.get("unless_question", False)
+        if not isinstance(question, bool):
+            raise where.error(spec.lines["unless_question"], "unless_question is true or false")
+        return GuardRule(name, spec["category"], compiled("pattern"), compiled("unless_before"),
+                         compiled("unless_after"), question, compiled("needs_in_sentence"))
 
     @staticmethod
     def _fill(where: Where, pattern: object, lists: dict[str, str], line: int) -> str:

@@ -134,6 +134,11 @@ def load_concepts(path: Path) -> dict[str, tuple[tuple[str, int], ...]]:
     return concepts
 
 
+def _whole(value: object, low: int, high: int) -> bool:
+    """A whole number from `low` to `high` (YAML's true/false are not numbers here)."""
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
 def load_context(path: Path) -> ContextRules:
     data = load_yaml(path)
     where = Where(path.name)
@@ -142,7 +147,7 @@ def load_context(path: Path) -> ContextRules:
     max_scope: dict[str, int] = {}
     for category in CATEGORIES:
         value = scopes.get(category)
-        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 40:
+        if not _whole(value, 1, 40):
             raise where.error(scopes.lines.get(category, scopes.line),
                               f"`max_scope.{category}` must be a whole number of tokens from 1 to 40")
         max_scope[category] = value
@@ -212,6 +217,112 @@ def _text(where: Where, spec: LineMap, key: str, what: str, line: int) -> str:
     return " ".join(value.split())
 
 
+def _choice(where: Where, spec: LineMap, key: str, options: tuple[str, str], what: str) -> str:
+    """One of two words; the first when `key` is left out."""
+    value = spec.get(key, options[0])
+    if value not in options:
+        raise where.error(spec.lines[key], f"{what}: {key} is `{options[0]}` or `{options[1]}`")
+    return value
+
+
+def _sign_level(where: Where, spec: LineMap, what: str, line: int) -> str:
+    level = spec.get("level")
+    if level not in SIGN_LEVELS:
+        raise where.error(spec.lines.get("level", line), f"{what}: level `{level}` is not allowed; use one "
+                                                         f"of {', '.join(SIGN_LEVELS)} (levels: {', '.join(LEVELS)})")
+    return level
+
+
+def _screen_slot(where: Where, spec: LineMap, what: str, sign_id: str, slots: dict[str, str]) -> str | None:
+    """The sign's screen_slot, claimed in `slots` (slot -> sign): each slot answers one sign."""
+    slot = spec.get("screen_slot")
+    if slot is not None and (not isinstance(slot, str) or not _NAME.match(slot)):
+        raise where.error(spec.lines["screen_slot"], f"{what}: screen_slot is a slot name from domain.yml, or null")
+    if slot in slots:
+        raise where.error(spec.lines["screen_slot"], f"{what}: screen_slot `{slot}` already answers "
+                                                     f"`{slots[slot]}`; each slot answers one sign")
+    if slot:
+        slots[slot] = sign_id
+    return slot
+
+
+def _source(where: Where, spec: LineMap, what: str, line: int, guidance: dict[str, str]) -> str:
+    source = spec.get("source")
+    if source not in guidance:
+        raise where.error(spec.lines.get("source", line), f"{what}: source `{source}` is not listed under "
+                                                          "`guidance:`; add it there")
+    return source
+
+
+def _back_only(where: Where, spec: LineMap, what: str) -> bool:
+    back_only = spec.get("back_only", False)
+    if not isinstance(back_only, bool):
+        raise where.error(spec.lines["back_only"], f"{what}: back_only is true or false")
+    return back_only
+
+
+def _window(where: Where, spec: LineMap, what: str) -> int:
+    window = spec.get("window", DEFAULT_WINDOW)
+    if not _whole(window, 2, 40):
+        raise where.error(spec.lines["window"], f"{what}: window is a number of tokens from 2 to 40")
+    return window
+
+
+def _asks_age(where: Where, spec: LineMap, what: str) -> int | None:
+    asks_age = spec.get("asks_age")
+    if asks_age is not None and not _whole(asks_age, 1, 120):
+        raise where.error(spec.lines["asks_age"], f"{what}: asks_age is an age in years (1 to 120)")
+    return asks_age
+
+
+def _examples(where: Where, spec: LineMap, what: str) -> dict[str, tuple[str, ...]]:
+    examples: dict[str, tuple[str, ...]] = {}
+    if "examples" in spec:
+        ex = where.mapping(spec["examples"], spec.lines["examples"], f"{what} `examples`")
+        where.check_keys(ex, _EXAMPLE_KINDS, f"{what} `examples`")
+        for kind in ex:
+            examples[kind] = tuple(t for t, _ in where.strings(ex[kind], ex.lines[kind], f"{what} examples"))
+    return examples
+
+
+def _sign(where: Where, sign_id: object, spec: object, line: int, guidance: dict[str, str],
+          slots: dict[str, str], known: set[str]) -> Sign:
+    """One entry of `signs:`, checked in file order so the first problem is the one reported."""
+    what = f"sign `{sign_id}`"
+    if not isinstance(sign_id, str) or not _NAME.match(sign_id):
+        raise where.error(line, f"sign id `{sign_id}` must be lower_snake_case")
+    spec = where.mapping(spec, line, what)
+    where.check_keys(spec, _SIGN_KEYS, what)
+    level = _sign_level(where, spec, what, line)
+    slot = _screen_slot(where, spec, what, sign_id, slots)
+    source = _source(where, spec, what, line, guidance)
+    if "when" not in spec:
+        raise where.error(line, f"{what} has nothing to match; add `when:` combinations")
+    whose = _choice(where, spec, "whose", ("patient", "anyone"), what)
+    historical = _choice(where, spec, "historical", ("drop", "keep"), what)
+    back_only = _back_only(where, spec, what)
+    window = _window(where, spec, what)
+    negation = _choice(where, spec, "negation", ("applies", "ignore"), what)
+    asks_age = _asks_age(where, spec, what)
+    examples = _examples(where, spec, what)
+    return Sign(
+        id=sign_id, level=level, screen_slot=slot,
+        question=_text(where, spec, "question", what, line), reason=_text(where, spec, "reason", what, line),
+        source=source, topic=_names(where, spec, "topic", what, known),
+        when=_combos(where, spec["when"], spec.lines["when"], f"{what} `when`", known),
+        unless=_names(where, spec, "unless", what, known),
+        suspect=_combos(where, spec["suspect"], spec.lines["suspect"], f"{what} `suspect`", known)
+        if "suspect" in spec else (),
+        anyone=whose == "anyone", back_only=back_only, keep_historical=historical == "keep",
+        facts=_names(where, spec, "facts", what, known), window=window,
+        ignore_negation=negation == "ignore", denied_by=_names(where, spec, "denied_by", what, known),
+        denial=_names(where, spec, "denial", what, known),
+        lesser=_names(where, spec, "lesser", what, known), asks_age=asks_age,
+        lost=_names(where, spec, "lost", what, known),
+        suspect_lost=_names(where, spec, "suspect_lost", what, known),
+        examples=examples)
+
+
 def load_signs(path: Path, concepts: set[str]) -> tuple[dict[str, Sign], dict[str, str]]:
     data = load_yaml(path)
     where = Where(path.name)
@@ -223,71 +334,7 @@ def load_signs(path: Path, concepts: set[str]) -> tuple[dict[str, Sign], dict[st
     signs: dict[str, Sign] = {}
     slots: dict[str, str] = {}
     for sign_id, spec in block.items():
-        line = block.lines[sign_id]
-        what = f"sign `{sign_id}`"
-        if not isinstance(sign_id, str) or not _NAME.match(sign_id):
-            raise where.error(line, f"sign id `{sign_id}` must be lower_snake_case")
-        spec = where.mapping(spec, line, what)
-        where.check_keys(spec, _SIGN_KEYS, what)
-        level = spec.get("level")
-        if level not in SIGN_LEVELS:
-            raise where.error(spec.lines.get("level", line), f"{what}: level `{level}` is not allowed; use one "
-                                                             f"of {', '.join(SIGN_LEVELS)} (levels: {', '.join(LEVELS)})")
-        slot = spec.get("screen_slot")
-        if slot is not None and (not isinstance(slot, str) or not _NAME.match(slot)):
-            raise where.error(spec.lines["screen_slot"], f"{what}: screen_slot is a slot name from domain.yml, or null")
-        if slot in slots:
-            raise where.error(spec.lines["screen_slot"], f"{what}: screen_slot `{slot}` already answers "
-                                                         f"`{slots[slot]}`; each slot answers one sign")
-        if slot:
-            slots[slot] = sign_id
-        source = spec.get("source")
-        if source not in guidance:
-            raise where.error(spec.lines.get("source", line), f"{what}: source `{source}` is not listed under "
-                                                              "`guidance:`; add it there")
-        if "when" not in spec:
-            raise where.error(line, f"{what} has nothing to match; add `when:` combinations")
-        whose = spec.get("whose", "patient")
-        if whose not in ("patient", "anyone"):
-            raise where.error(spec.lines["whose"], f"{what}: whose is `patient` or `anyone`")
-        historical = spec.get("historical", "drop")
-        if historical not in ("drop", "keep"):
-            raise where.error(spec.lines["historical"], f"{what}: historical is `drop` or `keep`")
-        back_only = spec.get("back_only", False)
-        if not isinstance(back_only, bool):
-            raise where.error(spec.lines["back_only"], f"{what}: back_only is true or false")
-        window = spec.get("window", DEFAULT_WINDOW)
-        if not isinstance(window, int) or isinstance(window, bool) or not 2 <= window <= 40:
-            raise where.error(spec.lines["window"], f"{what}: window is a number of tokens from 2 to 40")
-        negation = spec.get("negation", "applies")
-        if negation not in ("applies", "ignore"):
-            raise where.error(spec.lines["negation"], f"{what}: negation is `applies` or `ignore`")
-        asks_age = spec.get("asks_age")
-        if asks_age is not None and (not isinstance(asks_age, int) or isinstance(asks_age, bool)
-                                     or not 1 <= asks_age <= 120):
-            raise where.error(spec.lines["asks_age"], f"{what}: asks_age is an age in years (1 to 120)")
-        examples: dict[str, tuple[str, ...]] = {}
-        if "examples" in spec:
-            ex = where.mapping(spec["examples"], spec.lines["examples"], f"{what} `examples`")
-            where.check_keys(ex, _EXAMPLE_KINDS, f"{what} `examples`")
-            for kind in ex:
-                examples[kind] = tuple(t for t, _ in where.strings(ex[kind], ex.lines[kind], f"{what} examples"))
-        signs[sign_id] = Sign(
-            id=sign_id, level=level, screen_slot=slot,
-            question=_text(where, spec, "question", what, line), reason=_text(where, spec, "reason", what, line),
-            source=source, topic=_names(where, spec, "topic", what, known),
-            when=_combos(where, spec["when"], spec.lines["when"], f"{what} `when`", known),
-            unless=_names(where, spec, "unless", what, known),
-            suspect=_combos(where, spec["suspect"], spec.lines["suspect"], f"{what} `suspect`", known)
-            if "suspect" in spec else (),
-            anyone=whose == "anyone", back_only=back_only, keep_historical=historical == "keep",
-            facts=_names(where, spec, "facts", what, known), window=window,
-            ignore_negation=negation == "ignore", denied_by=_names(where, spec, "denied_by", what, known),
-            denial=_names(where, spec, "denial", what, known),
-            lesser=_names(where, spec, "lesser", what, known), asks_age=asks_age,
-            lost=_names(where, spec, "lost", what, known),
-            suspect_lost=_names(where, spec, "suspect_lost", what, known),
-            examples=examples)
+        signs[sign_id] = _sign(where, sign_id, spec, block.lines[sign_id], guidance, slots, known)
     if CRISIS_SIGN not in signs:
         raise where.error(block.line, f"sign `{CRISIS_SIGN}` is missing; the crisis reply depends on it")
     return signs, guidance

@@ -49,31 +49,37 @@ def parse_term(term: str) -> list[Item]:
     words = term.strip().lower().split()
     if not words:
         raise TermError("the term is empty")
-    items: list[Item] = []
-    for word in words:
-        m = _ITEM.match(word)
-        if not m:
-            raise TermError(f"`{word}`: brackets must wrap a whole item, like [my|the]")
-        if m.group("gap"):
-            items.append(Item((), gap=int(m.group("n") or 3)))
-            continue
-        body = m.group("opt") or m.group("alts")
-        alts = tuple(body.split("|"))
-        if any(not a for a in alts):
-            raise TermError(f"`{word}`: empty alternative; remove the extra `|`")
-        for alt in alts:
-            if not _WORD.match(alt) or alt.count("*") > 1 or ("*" in alt and alt.startswith("=")):
-                raise TermError(f"`{alt}` in `{word}`: write plain words, word* for a prefix or =word "
-                                "for an exact form")
-        dupes = {a for a in alts if alts.count(a) > 1}
-        if dupes:
-            raise TermError(f"`{word}`: `{sorted(dupes)[0]}` is listed twice; remove one")
-        items.append(Item(alts, optional=bool(m.group("opt"))))
+    items = [_parse_item(word) for word in words]
     if all(i.gap or i.optional for i in items):
         raise TermError("the term has no word that must be present")
     if items[0].gap or items[-1].gap:
         raise TermError("a term cannot start or end with `...`; put words on both sides")
     return items
+
+
+def _parse_item(word: str) -> Item:
+    """One space-separated item of a term: a gap, or alternatives (optional in brackets)."""
+    m = _ITEM.match(word)
+    if not m:
+        raise TermError(f"`{word}`: brackets must wrap a whole item, like [my|the]")
+    if m.group("gap"):
+        return Item((), gap=int(m.group("n") or 3))
+    body = m.group("opt") or m.group("alts")
+    alts = tuple(body.split("|"))
+    _check_alternatives(word, alts)
+    return Item(alts, optional=bool(m.group("opt")))
+
+
+def _check_alternatives(word: str, alts: tuple[str, ...]) -> None:
+    if any(not a for a in alts):
+        raise TermError(f"`{word}`: empty alternative; remove the extra `|`")
+    for alt in alts:
+        if not _WORD.match(alt) or alt.count("*") > 1 or ("*" in alt and alt.startswith("=")):
+            raise TermError(f"`{alt}` in `{word}`: write plain words, word* for a prefix or =word "
+                            "for an exact form")
+    dupes = {a for a in alts if alts.count(a) > 1}
+    if dupes:
+        raise TermError(f"`{word}`: `{sorted(dupes)[0]}` is listed twice; remove one")
 
 
 def term_words(term: str) -> list[str]:
@@ -168,6 +174,23 @@ class TermMatcher:
     def _expand(self, items: list[Item]) -> list[tuple[str, ...]] | None:
         """Every word sequence a gap-free stretch stands for; None when too many, or when it mixes
         exact forms and lemmas (the token Matcher handles those)."""
+        choices = self._word_choices(items)
+        if choices is None:
+            return None
+        count = 1
+        for c in choices:
+            count *= len(c)
+        if count > MAX_EXPANSIONS:
+            return None
+        out = []
+        for combo in itertools.product(*choices):
+            out += self._sequences(combo)
+        exact = {w.startswith("=") for seq in out for w in seq}
+        return None if len(exact) > 1 else out
+
+    def _word_choices(self, items: list[Item]) -> list[list[str]] | None:
+        """Per item, the words it may be (prefixes looked up in the lexicon; "" when it is
+        optional); None when a prefix starts no word of the lexicon."""
         choices = []
         for item in items:
             words: list[str] = []
@@ -176,21 +199,18 @@ class TermMatcher:
             if not words:
                 return None
             choices.append(words + ([""] if item.optional else []))
-        count = 1
-        for c in choices:
-            count *= len(c)
-        if count > MAX_EXPANSIONS:
-            return None
+        return choices
+
+    def _sequences(self, combo: tuple[str, ...]) -> list[tuple[str, ...]]:
+        """The token sequences of one choice of words: as spaCy splits them, and unsplit."""
         out = []
-        for combo in itertools.product(*choices):
-            words = tuple(w for part in combo if part for w in self._split(part))
-            if words:
-                out.append(words)
-            whole = tuple(part for part in combo if part)    # "cannot" as one token, as a typo fix leaves it
-            if whole and whole != words and all(" " not in w for w in whole):
-                out.append(whole)
-        exact = {w.startswith("=") for seq in out for w in seq}
-        return None if len(exact) > 1 else out
+        words = tuple(w for part in combo if part for w in self._split(part))
+        if words:
+            out.append(words)
+        whole = tuple(part for part in combo if part)    # "cannot" as one token, as a typo fix leaves it
+        if whole and whole != words and all(" " not in w for w in whole):
+            out.append(whole)
+        return out
 
     def _prefixed(self, stem: str) -> list[str]:
         """Lexicon words starting with `stem` (tingl* -> tingle, tingling, tingly, ...)."""
@@ -223,35 +243,45 @@ class TermMatcher:
     def _patterns_for(self, items: list[Item]) -> list[list[dict]]:
         """Token-Matcher patterns for a term with prefixes or gaps (one per choice of any
         alternative spaCy splits in two, like can't)."""
-        choices: list[list[list[dict]]] = []
-        for item in items:
-            if item.gap:
-                choices.append([[{"IS_PUNCT": False, "LEMMA": {"NOT_IN": list(GAP_STOPS)},
-                                  "LOWER": {"NOT_IN": ["n't"]}, "OP": f"{{0,{item.gap}}}"}]])
-                continue
-            options: list[list[dict]] = []
-            prefixes = [a[:-1] for a in item.alternatives if a.endswith("*")]
-            singles: list[str] = []
-            for word in (a for a in item.alternatives if not a.endswith("*")):
-                split = self._split(word)
-                if len(split) == 1:
-                    singles.append(split[0])
-                else:
-                    options.append([self._token(w) for w in split])
-            if prefixes:
-                alternatives = prefixes + [re.escape(w.lstrip("=")) + "$" for w in singles]
-                options.append([{"LOWER": {"REGEX": "^(?:" + "|".join(alternatives) + ")"}}])
-            elif singles:
-                exact = [w[1:] for w in singles if w.startswith("=")]
-                lemmas = [self._lemma_of(w) for w in singles if not w.startswith("=")]
-                if lemmas:
-                    options.append([{"LEMMA": {"IN": lemmas}}])
-                if exact:
-                    options.append([{"LOWER": {"IN": exact}}])
-            if item.optional:
-                options.append([])
-            choices.append(options)
+        choices = [self._gap_options(item.gap) if item.gap else self._item_options(item) for item in items]
         return [[spec for part in combo for spec in part] for combo in itertools.product(*choices)]
+
+    @staticmethod
+    def _gap_options(gap: int) -> list[list[dict]]:
+        """Up to `gap` other words, never a negation, "but", "n't" or punctuation."""
+        return [[{"IS_PUNCT": False, "LEMMA": {"NOT_IN": list(GAP_STOPS)},
+                  "LOWER": {"NOT_IN": ["n't"]}, "OP": f"{{0,{gap}}}"}]]
+
+    def _item_options(self, item: Item) -> list[list[dict]]:
+        """The token specs an item may match: one sequence per alternative spaCy splits in two,
+        the one-token alternatives together, and nothing when the item is optional."""
+        options: list[list[dict]] = []
+        prefixes = [a[:-1] for a in item.alternatives if a.endswith("*")]
+        singles: list[str] = []
+        for word in (a for a in item.alternatives if not a.endswith("*")):
+            split = self._split(word)
+            if len(split) == 1:
+                singles.append(split[0])
+            else:
+                options.append([self._token(w) for w in split])
+        options += self._single_options(prefixes, singles)
+        if item.optional:
+            options.append([])
+        return options
+
+    def _single_options(self, prefixes: list[str], singles: list[str]) -> list[list[dict]]:
+        """One-token specs: a regex when there are prefixes, else a lemma list and an exact-form list."""
+        if prefixes:
+            alternatives = prefixes + [re.escape(w.lstrip("=")) + "$" for w in singles]
+            return [[{"LOWER": {"REGEX": "^(?:" + "|".join(alternatives) + ")"}}]]
+        exact = [w[1:] for w in singles if w.startswith("=")]
+        lemmas = [self._lemma_of(w) for w in singles if not w.startswith("=")]
+        options: list[list[dict]] = []
+        if lemmas:
+            options.append([{"LEMMA": {"IN": lemmas}}])
+        if exact:
+            options.append([{"LOWER": {"IN": exact}}])
+        return options
 
     def _token(self, word: str) -> dict:
         return {"LOWER": word[1:]} if word.startswith("=") else {"LEMMA": self._lemma_of(word)}
@@ -269,12 +299,8 @@ class TermMatcher:
     def __call__(self, doc: Doc) -> list[tuple[str, int, int]]:
         if not self._built:
             self._build()
-        strings = self._nlp.vocab.strings
+        spans = self._phrase_spans(doc)
         found: set[tuple[str, int, int]] = set()
-        spans: dict[str, list[tuple[int, int]]] = {}
-        for matcher in (self._phrases, self._lower):
-            for k, s, e in matcher(doc):
-                spans.setdefault(strings[k], []).append((s, e))
         for key, where in spans.items():
             for label in self._direct.get(key, ()):
                 found.update((label, s, e) for s, e in where)
@@ -282,15 +308,36 @@ class TermMatcher:
             stops = [t.is_punct or t.lemma_ in GAP_STOPS or t.lower_ == "n't" for t in doc]
             for chain in self._chains:
                 found.update(self._join(chain, spans, stops))
-        if len(self._tokens):
-            for k, s, e in self._tokens(doc):
-                key = strings[k]
-                if key in self._keep:
-                    label, head, tail = self._keep[key]
-                    s, e = (s, s + head) if head else (e - tail, e)
-                    key = label
-                found.add((key, s, e))
-        # Several lengths can match from one start; keep the shortest per start.
+        found.update(self._token_matches(doc))
+        return self._shortest(found)
+
+    def _phrase_spans(self, doc: Doc) -> dict[str, list[tuple[int, int]]]:
+        """Segment key -> its (start, end) spans, from both PhraseMatchers."""
+        strings = self._nlp.vocab.strings
+        spans: dict[str, list[tuple[int, int]]] = {}
+        for matcher in (self._phrases, self._lower):
+            for k, s, e in matcher(doc):
+                spans.setdefault(strings[k], []).append((s, e))
+        return spans
+
+    def _token_matches(self, doc: Doc) -> list[tuple[str, int, int]]:
+        """The token Matcher's (label, start, end); a head/tail key reports only those words."""
+        if not len(self._tokens):
+            return []
+        strings = self._nlp.vocab.strings
+        out = []
+        for k, s, e in self._tokens(doc):
+            key = strings[k]
+            if key in self._keep:
+                label, head, tail = self._keep[key]
+                s, e = (s, s + head) if head else (e - tail, e)
+                key = label
+            out.append((key, s, e))
+        return out
+
+    @staticmethod
+    def _shortest(found: set[tuple[str, int, int]]) -> list[tuple[str, int, int]]:
+        """Several lengths can match from one start; keep the shortest per start, in text order."""
         best: dict[tuple[str, int], int] = {}
         for label, start, end in found:
             if (label, start) not in best or end < best[(label, start)]:
