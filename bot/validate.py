@@ -7,6 +7,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from bot.dialogue.domain import BUILTIN_ACTIONS
+from bot.dialogue.stories import Story
 from bot.nlu.pipeline import NLU_FALLBACK, parse_intent_payload
 from bot.project import Project, load_project
 from bot.yamlio import line_of
@@ -43,6 +44,16 @@ def _domain_line(project: Project, section: str, key: str | None = None) -> str:
 
 def _check_intents(project: Project, errors: list[str], warnings: list[str]) -> None:
     domain_intents = set(project.domain.intents)
+    seen = _check_examples(project, domain_intents, errors)
+    trained = {i.split("/")[0] for i in seen}
+    for intent in domain_intents - trained:
+        warnings.append(f"{_domain_line(project, 'intents')}: intent `{intent}` has no training examples")
+    _check_story_intents(project, domain_intents, errors)
+    _check_retrieval_intents(project, seen, errors, warnings)
+
+
+def _check_examples(project: Project, domain_intents: set[str], errors: list[str]) -> dict[str, tuple[str, int]]:
+    """Intents and entities of the NLU examples; returns each intent's first example (path, line)."""
     seen: dict[str, tuple[str, int]] = {}
     for ex in project.nlu.examples:
         base = ex.intent.split("/")[0]
@@ -54,15 +65,29 @@ def _check_intents(project: Project, errors: list[str], warnings: list[str]) -> 
             if ent["entity"] not in project.domain.entities:
                 errors.append(f"{_where(ex.path, ex.line)}: entity `{ent['entity']}` is not in domain.yml; "
                               f"add it under `entities:`")
-    trained = {i.split("/")[0] for i in seen}
-    for intent in domain_intents - trained:
-        warnings.append(f"{_domain_line(project, 'intents')}: intent `{intent}` has no training examples")
+    return seen
+
+
+def _kind(story: Story) -> str:
+    return "rule" if story.is_rule else "story"
+
+
+def _check_story_intents(project: Project, domain_intents: set[str], errors: list[str]) -> None:
     for story in project.rules + project.stories:
         for step, line in zip(story.steps, story.step_lines):
-            if step[0] == "intent" and step[1] not in domain_intents and step[1] != NLU_FALLBACK \
-                    and step[1].split("/")[0] not in domain_intents:
+            if step[0] == "intent" and not _known_intent(step[1], domain_intents):
                 errors.append(f"{_where(story.path, line)}: intent `{step[1]}` is used in "
-                              f"{'rule' if story.is_rule else 'story'} `{story.name}` but not in domain.yml")
+                              f"{_kind(story)} `{story.name}` but not in domain.yml")
+
+
+def _known_intent(name: str, domain_intents: set[str]) -> bool:
+    """A domain intent, the NLU fallback, or a retrieval intent (`faq/x`) of a domain intent."""
+    return name in domain_intents or name == NLU_FALLBACK or name.split("/")[0] in domain_intents
+
+
+def _check_retrieval_intents(project: Project, seen: dict[str, tuple[str, int]], errors: list[str],
+                             warnings: list[str]) -> None:
+    """Each retrieval intent (`faq/x`) needs its `utter_faq/x`, and each such response its examples."""
     retrieval = {i for i in seen if "/" in i}
     for intent in retrieval:
         if f"utter_{intent}" not in project.domain.responses:
@@ -76,10 +101,15 @@ def _check_intents(project: Project, errors: list[str], warnings: list[str]) -> 
 
 
 def _check_actions_and_responses(project: Project, errors: list[str], warnings: list[str]) -> None:
+    _check_story_actions(project, errors)
+    _check_custom_actions(project, errors)
+    _check_response_variations(project, errors)
+
+
+def _check_story_actions(project: Project, errors: list[str]) -> None:
     domain = project.domain
     known = set(domain.action_names)
     for story in project.rules + project.stories:
-        kind = "rule" if story.is_rule else "story"
         for step, line in zip(story.steps, story.step_lines):
             if step[0] != "action":
                 continue
@@ -87,20 +117,28 @@ def _check_actions_and_responses(project: Project, errors: list[str], warnings: 
             if name in known or (name.startswith("utter_") and domain.retrieval_responses(name)):
                 continue
             if name.startswith("utter_"):
-                errors.append(f"{_where(story.path, line)}: response `{name}` is used in {kind} `{story.name}` "
-                              f"but not defined in domain.yml; add it under `responses:`")
+                errors.append(f"{_where(story.path, line)}: response `{name}` is used in {_kind(story)} "
+                              f"`{story.name}` but not defined in domain.yml; add it under `responses:`")
             else:
-                errors.append(f"{_where(story.path, line)}: action `{name}` is used in {kind} `{story.name}` "
-                              f"but not listed in domain.yml; add it under `actions:`")
+                errors.append(f"{_where(story.path, line)}: action `{name}` is used in {_kind(story)} "
+                              f"`{story.name}` but not listed in domain.yml; add it under `actions:`")
+
+
+def _check_custom_actions(project: Project, errors: list[str]) -> None:
     implemented = _implemented_actions(project)
-    if implemented is not None:
-        for name in domain.actions:
-            if name not in implemented and name not in BUILTIN_ACTIONS:
-                errors.append(f"{_domain_line(project, 'actions')}: custom action `{name}` is listed in "
-                              f"domain.yml but no class in actions/ returns that name")
-    slots = set(domain.slots)
-    intents = set(domain.intents)
-    for name, variations in domain.responses.items():
+    if implemented is None:
+        return
+    for name in project.domain.actions:
+        if name not in implemented and name not in BUILTIN_ACTIONS:
+            errors.append(f"{_domain_line(project, 'actions')}: custom action `{name}` is listed in "
+                          f"domain.yml but no class in actions/ returns that name")
+
+
+def _check_response_variations(project: Project, errors: list[str]) -> None:
+    """The `{placeholders}` and button payloads of every response variation."""
+    slots = set(project.domain.slots)
+    intents = set(project.domain.intents)
+    for name, variations in project.domain.responses.items():
         where = _domain_line(project, "responses", name)
         for variation in variations:
             for placeholder in _PLACEHOLDER.findall(str(variation.get("text") or "")):
@@ -109,11 +147,17 @@ def _check_actions_and_responses(project: Project, errors: list[str], warnings: 
                                   f"nor a setting ({', '.join(sorted(SETTINGS_PLACEHOLDERS))})")
             for button in variation.get("buttons") or []:
                 payload = str(button.get("payload") or "").replace("{{", "{").replace("}}", "}")
-                parsed = parse_intent_payload(payload) if payload.startswith("/") else None
-                if payload.startswith("/") and (parsed is None or parsed[0].split("/")[0] not in intents
-                                                and parsed[0] not in ("restart", "session_start")):
+                if payload.startswith("/") and not _known_payload(payload, intents):
                     errors.append(f"{where}: button `{button.get('title')}` of `{name}` sends `{payload}`, "
                                   f"which is not a known intent payload")
+
+
+def _known_payload(payload: str, intents: set[str]) -> bool:
+    """A `/intent{...}` payload that parses and names a domain intent (or restart/session_start)."""
+    parsed = parse_intent_payload(payload)
+    if parsed is None:
+        return False
+    return parsed[0].split("/")[0] in intents or parsed[0] in ("restart", "session_start")
 
 
 def _implemented_actions(project: Project) -> set[str] | None:
@@ -126,16 +170,33 @@ def _implemented_actions(project: Project) -> set[str] | None:
 
 
 def _check_slots_and_forms(project: Project, errors: list[str]) -> None:
+    _check_forms(project, errors)
+    _check_slot_mappings(project, errors)
+    _check_story_slots(project, errors)
+
+
+def _check_forms(project: Project, errors: list[str]) -> None:
     domain = project.domain
     for form in domain.forms.values():
         where = _domain_line(project, "forms", form.name)
         for slot in form.required_slots:
             if slot not in domain.slots:
                 errors.append(f"{where}: form `{form.name}` requires slot `{slot}` which is not in `slots:`")
-            elif not any(n in domain.responses for n in (f"utter_ask_{slot}", f"utter_ask_{form.name}_{slot}")) \
-                    and f"action_ask_{slot}" not in domain.actions:
+            elif not _can_ask(project, form.name, slot):
                 errors.append(f"{where}: form `{form.name}` asks for `{slot}` but there is no response "
                               f"`utter_ask_{slot}`; add one under `responses:`")
+
+
+def _can_ask(project: Project, form: str, slot: str) -> bool:
+    """The form has a response (`utter_ask_<slot>`, `utter_ask_<form>_<slot>`) or an action to ask with."""
+    domain = project.domain
+    if any(n in domain.responses for n in (f"utter_ask_{slot}", f"utter_ask_{form}_{slot}")):
+        return True
+    return f"action_ask_{slot}" in domain.actions
+
+
+def _check_slot_mappings(project: Project, errors: list[str]) -> None:
+    domain = project.domain
     for name, slot in domain.slots.items():
         for mapping in slot.mappings:
             if mapping.get("type") == "from_entity" and mapping["entity"] not in domain.entities:
@@ -145,6 +206,11 @@ def _check_slots_and_forms(project: Project, errors: list[str]) -> None:
                 if cond.get("active_loop") and cond["active_loop"] not in domain.forms:
                     errors.append(f"{_domain_line(project, 'slots', name)}: slot `{name}` mapping condition "
                                   f"names form `{cond['active_loop']}` which is not in `forms:`")
+
+
+def _check_story_slots(project: Project, errors: list[str]) -> None:
+    """Slots and loops that steps and rule conditions (at the rule's own line) name."""
+    domain = project.domain
     for story in project.rules + project.stories:
         for step, line in zip(story.steps + story.conditions, story.step_lines + [story.line] * len(story.conditions)):
             if step[0] == "slot" and step[1] not in domain.slots:
@@ -201,7 +267,7 @@ def _check_rules_that_wait(project: Project, warnings: list[str]) -> None:
             if other is not rule and prefix[-1] == steps[-1] and _overlap(steps, prefix):
                 warnings.append(f"{_where(rule.path, rule.line)}: rule `{rule.name}` ends with `{steps[-1][1]}` "
                                 f"and waits for the user (Rasa's `wait_for_user_input`, true by default), but "
-                                f"{'rule' if other.is_rule else 'story'} `{other.name}` "
+                                f"{_kind(other)} `{other.name}` "
                                 f"({_where(other.path, other.line)}) goes on with `{action}`: Backline goes on, "
                                 f"real Rasa refuses the contradiction; add `wait_for_user_input: false` to "
                                 f"`{rule.name}` if `{action}` should follow")

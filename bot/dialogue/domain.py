@@ -74,17 +74,9 @@ class Domain:
             raise ProjectError(path, 1, "the domain must be a mapping with intents, slots, responses, ...")
         intents = [_intent_name(i) for i in data.get("intents") or []]
         entities = [_intent_name(e) for e in data.get("entities") or []]
-        slots = {name: _parse_slot(name, spec, data["slots"], path) for name, spec in (data.get("slots") or {}).items()}
-        if "requested_slot" not in slots:
-            slots["requested_slot"] = Slot("requested_slot", "text", influence_conversation=False)
+        slots = _parse_slots(data, path)
         responses = parse_responses(data.get("responses"), path)
-        forms = {}
-        for name, spec in (data.get("forms") or {}).items():
-            spec = spec or {}
-            required = spec.get("required_slots") or []
-            if isinstance(required, dict):  # Rasa 2 style mapping
-                required = list(required)
-            forms[name] = Form(name, list(required), _as_list(spec.get("ignored_intents")))
+        forms = _parse_forms(data.get("forms"))
         actions = [_intent_name(a) for a in (data.get("actions") or [])]  # `- name` or `- name: {send_domain: ..}`
         session = data.get("session_config") or {}
         return cls(
@@ -227,6 +219,25 @@ def _as_list(value: Any) -> list[str]:
 
 def _copy(value: Any) -> Any:
     return list(value) if isinstance(value, list) else value
+
+
+def _parse_slots(data: dict[str, Any], path: Path) -> dict[str, Slot]:
+    """The `slots:` section, plus Rasa's `requested_slot` when the domain does not declare it."""
+    slots = {name: _parse_slot(name, spec, data["slots"], path) for name, spec in (data.get("slots") or {}).items()}
+    if "requested_slot" not in slots:
+        slots["requested_slot"] = Slot("requested_slot", "text", influence_conversation=False)
+    return slots
+
+
+def _parse_forms(section: Any) -> dict[str, Form]:
+    forms = {}
+    for name, spec in (section or {}).items():
+        spec = spec or {}
+        required = spec.get("required_slots") or []
+        if isinstance(required, dict):  # Rasa 2 style mapping
+            required = list(required)
+        forms[name] = Form(name, list(required), _as_list(spec.get("ignored_intents")))
+    return forms
 
 
 def _parse_slot(name: str, spec: Any, parent: Any, path: Path) -> Slot:

@@ -52,27 +52,56 @@ def _ignored_intents(mapping: dict[str, Any], domain: Domain, tracker: Tracker) 
     return form.ignored_intents
 
 
+def _entity_matches(entity: dict[str, Any], mapping: dict[str, Any]) -> bool:
+    """The entity a from_entity mapping names, with its `role:` and `group:` when it gives them."""
+    if entity.get("entity") != mapping["entity"]:
+        return False
+    if "role" in mapping and entity.get("role") != mapping["role"]:
+        return False
+    return "group" not in mapping or entity.get("group") == mapping["group"]
+
+
+def _from_entity(slot: Slot, mapping: dict[str, Any], tracker: Tracker, message: dict[str, Any],
+                 intent: str | None) -> Any:
+    values = [e.get("value") for e in message.get("entities") or [] if _entity_matches(e, mapping)]
+    if not values:
+        return None
+    return list(dict.fromkeys(values)) if slot.type == "list" else values[0]
+
+
+def _from_intent(slot: Slot, mapping: dict[str, Any], tracker: Tracker, message: dict[str, Any],
+                 intent: str | None) -> Any:
+    if intent and _intent_allowed({"intent": mapping.get("intent")}, intent):
+        return mapping.get("value")
+    return None
+
+
+def _from_text(slot: Slot, mapping: dict[str, Any], tracker: Tracker, message: dict[str, Any],
+               intent: str | None) -> Any:
+    return message.get("text")
+
+
+def _from_trigger_intent(slot: Slot, mapping: dict[str, Any], tracker: Tracker, message: dict[str, Any],
+                         intent: str | None) -> Any:
+    return mapping.get("value") if tracker.active_loop is None else None
+
+
+# Mapping type -> the value it takes from the latest message (`custom`: set by an action instead).
+_EXTRACTORS = {
+    "from_entity": _from_entity,
+    "from_intent": _from_intent,
+    "from_text": _from_text,
+    "from_trigger_intent": _from_trigger_intent,
+}
+
+
 def _value_from_mapping(slot: Slot, mapping: dict[str, Any], tracker: Tracker, ignored: Sequence[str]) -> Any:
     message = tracker.latest_message or {}
     intent = ((message.get("intent") or {}).get("name"))
-    kind = mapping.get("type")
-    if kind == "custom" or not _conditions_hold(mapping, tracker) or not _intent_allowed(mapping, intent, ignored):
+    extractor = _EXTRACTORS.get(mapping.get("type"))
+    if extractor is None or not _conditions_hold(mapping, tracker) or not _intent_allowed(mapping, intent, ignored):
         return None
-    if kind == "from_entity":
-        values = [e.get("value") for e in message.get("entities") or []
-                  if e.get("entity") == mapping["entity"]
-                  and ("role" not in mapping or e.get("role") == mapping["role"])
-                  and ("group" not in mapping or e.get("group") == mapping["group"])]
-        if not values:
-            return None
-        return list(dict.fromkeys(values)) if slot.type == "list" else values[0]
-    if kind == "from_intent":
-        return mapping.get("value") if intent and _intent_allowed({"intent": mapping.get("intent")}, intent) else None
-    if kind == "from_text":
-        return message.get("text")
-    if kind == "from_trigger_intent":
-        return mapping.get("value") if tracker.active_loop is None else None
-    return None
+    return extractor(slot, mapping, tracker, message, intent)
 
 
 def extract_slots(domain: Domain, tracker: Tracker) -> dict[str, Any]:

@@ -33,12 +33,8 @@ class Story:
 def _parse_step(step: Any, path: Path, line: int, *, test: bool) -> tuple[list[Step], str | None, list]:
     if not isinstance(step, dict):
         raise ProjectError(path, line, "each step must be a mapping such as `- intent: greet` or `- action: utter_greet`")
-    if "intent" in step and "user" not in step:
-        return [("intent", str(step["intent"]))], None, plain(step.get("entities") or [])
-    if "user" in step:
-        if not test and "intent" not in step:
-            raise ProjectError(path, line, "a `user:` step needs an `intent:` too")
-        return [("intent", str(step.get("intent", "")))], str(step["user"]).strip(), plain(step.get("entities") or [])
+    if "intent" in step or "user" in step:
+        return _parse_user_step(step, path, line, test=test)
     if "action" in step:
         return [("action", str(step["action"]))], None, []
     if "bot" in step:
@@ -47,16 +43,30 @@ def _parse_step(step: Any, path: Path, line: int, *, test: bool) -> tuple[list[S
         value = step["active_loop"]
         return [("active_loop", None if value in (None, "null") else str(value))], None, []
     if "slot_was_set" in step:
-        out = []
-        for item in step["slot_was_set"] or []:
-            if isinstance(item, dict):
-                out += [("slot", str(k), plain(v)) for k, v in item.items()]
-            else:
-                out.append(("slot", str(item), True))
-        return out, None, []
+        return _slot_steps(step["slot_was_set"]), None, []
     if "checkpoint" in step or "metadata" in step:
         return [], None, []  # checkpoints join stories; Backline memoizes each story on its own
     raise ProjectError(path, line, f"unknown step {sorted(step)}; use intent, action, active_loop or slot_was_set")
+
+
+def _parse_user_step(step: dict, path: Path, line: int, *, test: bool) -> tuple[list[Step], str | None, list]:
+    """`- intent: x`, or (test stories) `- user: text` with its `intent:`."""
+    if "user" not in step:
+        return [("intent", str(step["intent"]))], None, plain(step.get("entities") or [])
+    if not test and "intent" not in step:
+        raise ProjectError(path, line, "a `user:` step needs an `intent:` too")
+    return [("intent", str(step.get("intent", "")))], str(step["user"]).strip(), plain(step.get("entities") or [])
+
+
+def _slot_steps(items: Any) -> list[Step]:
+    """`slot_was_set:` items, `- name: value` or a bare `- name` (set to True)."""
+    out = []
+    for item in items or []:
+        if isinstance(item, dict):
+            out += [("slot", str(k), plain(v)) for k, v in item.items()]
+        else:
+            out.append(("slot", str(item), True))
+    return out
 
 
 Parsed = tuple[list[Step], str | None, list, int]   # steps, user text, entities, line
@@ -96,27 +106,39 @@ def load_stories(data: Any, path: Path, *, test: bool = False) -> list[Story]:
         if not isinstance(items, list):
             raise ProjectError(path, line_of(data, section), f"`{section}:` must be a list")
         for index, item in enumerate(items):
-            line = line_of(items, index) or 0
-            key = "rule" if is_rule else "story"
-            if not isinstance(item, dict) or key not in item:
-                raise ProjectError(path, line, f"each item in `{section}:` needs a `{key}:` name")
-            raw_steps = item.get("steps")
-            if not isinstance(raw_steps, list):
-                raise ProjectError(path, line, f"{key} `{item[key]}` needs a list of `steps:`")
-            conditions: list[Step] = []
-            for c_index, cond in enumerate(item.get("condition") or []):
-                c_line = line_of(item["condition"], c_index) or line
-                conditions += _parse_step(cond, path, c_line, test=test)[0]
-            for variant in _variants(raw_steps, path, line, str(item[key]), test=test):
-                story = Story(str(item[key]), [], str(path), line, is_rule=is_rule, conditions=list(conditions),
-                              conversation_start=bool(item.get("conversation_start", False)),
-                              wait_for_user_input=bool(item.get("wait_for_user_input", True)))
-                for steps, text, entities, s_line in variant:
-                    for s in steps:
-                        _add_step(story, s, s_line, text if s[0] == "intent" else None,
-                                  entities if s[0] == "intent" else [])
-                result.append(story)
+            result += _load_item(item, section, is_rule, path, line_of(items, index) or 0, test=test)
     return result
+
+
+def _load_item(item: Any, section: str, is_rule: bool, path: Path, line: int, *, test: bool) -> list[Story]:
+    """One rule or story of a section: a Story per variant of its `or:` steps."""
+    key = "rule" if is_rule else "story"
+    if not isinstance(item, dict) or key not in item:
+        raise ProjectError(path, line, f"each item in `{section}:` needs a `{key}:` name")
+    raw_steps = item.get("steps")
+    if not isinstance(raw_steps, list):
+        raise ProjectError(path, line, f"{key} `{item[key]}` needs a list of `steps:`")
+    conditions = _conditions(item, path, line, test=test)
+    stories = []
+    for variant in _variants(raw_steps, path, line, str(item[key]), test=test):
+        story = Story(str(item[key]), [], str(path), line, is_rule=is_rule, conditions=list(conditions),
+                      conversation_start=bool(item.get("conversation_start", False)),
+                      wait_for_user_input=bool(item.get("wait_for_user_input", True)))
+        for steps, text, entities, s_line in variant:
+            for s in steps:
+                _add_step(story, s, s_line, text if s[0] == "intent" else None,
+                          entities if s[0] == "intent" else [])
+        stories.append(story)
+    return stories
+
+
+def _conditions(item: dict, path: Path, line: int, *, test: bool) -> list[Step]:
+    """A rule's `condition:` steps."""
+    conditions: list[Step] = []
+    for c_index, cond in enumerate(item.get("condition") or []):
+        c_line = line_of(item["condition"], c_index) or line
+        conditions += _parse_step(cond, path, c_line, test=test)[0]
+    return conditions
 
 
 def _add_step(story: Story, step: Step, line: int, text: str | None, entities: list) -> None:

@@ -171,40 +171,69 @@ class Tracker:
 
     def _apply(self, event: dict[str, Any]) -> None:
         """Update the state for `event`, which is about to become self.events[len(self.events)]."""
-        kind = event.get("event")
-        if kind == "slot":
-            name = event.get("name")
-            if name in self.domain.slots:
-                self.slots[name] = self.domain.slots[name].coerce(event.get("value"))
-        elif kind == "user":
-            self.latest_message = {**(event.get("parse_data") or {}), "text": event.get("text"),
-                                   "message_id": event.get("message_id"), "metadata": event.get("metadata") or {}}
-            self.latest_input_channel = event.get("input_channel")
-            self.last_rejected = None
-        elif kind == "action":
-            self.latest_action_name = event.get("name")
-            self.last_rejected = None
-            self.followup_action = None      # as Rasa's ActionExecuted: a followup runs once
-        elif kind == "action_execution_rejected":
-            self.last_rejected = event.get("name")
-        elif kind == "active_loop":
-            self.active_loop = event.get("name")
-        elif kind == "restart":
-            self._reset_state()
-            self._last_restart = len(self.events)
-        elif kind == "session_started":
-            kept = dict(self.slots) if self.domain.carry_over_slots else None
-            self._reset_state()
-            if kept:
-                self.slots.update(kept)
-        elif kind == "reset_slots":
-            self.slots = self.domain.initial_slots()
-        elif kind == "followup":
-            self.followup_action = event.get("name")
-        elif kind == "pause":
-            self.paused = True
-        elif kind == "resume":
-            self.paused = False
+        handler = self._EVENT_HANDLERS.get(event.get("event"))
+        if handler is not None:
+            handler(self, event)
+
+    # -- one handler per event kind (kinds without one change no state, e.g. `bot`) -------------
+
+    def _apply_slot(self, event: dict[str, Any]) -> None:
+        name = event.get("name")
+        if name in self.domain.slots:
+            self.slots[name] = self.domain.slots[name].coerce(event.get("value"))
+
+    def _apply_user(self, event: dict[str, Any]) -> None:
+        self.latest_message = {**(event.get("parse_data") or {}), "text": event.get("text"),
+                               "message_id": event.get("message_id"), "metadata": event.get("metadata") or {}}
+        self.latest_input_channel = event.get("input_channel")
+        self.last_rejected = None
+
+    def _apply_action(self, event: dict[str, Any]) -> None:
+        self.latest_action_name = event.get("name")
+        self.last_rejected = None
+        self.followup_action = None      # as Rasa's ActionExecuted: a followup runs once
+
+    def _apply_rejected(self, event: dict[str, Any]) -> None:
+        self.last_rejected = event.get("name")
+
+    def _apply_active_loop(self, event: dict[str, Any]) -> None:
+        self.active_loop = event.get("name")
+
+    def _apply_restart(self, event: dict[str, Any]) -> None:
+        self._reset_state()
+        self._last_restart = len(self.events)
+
+    def _apply_session_started(self, event: dict[str, Any]) -> None:
+        kept = dict(self.slots) if self.domain.carry_over_slots else None
+        self._reset_state()
+        if kept:
+            self.slots.update(kept)
+
+    def _apply_reset_slots(self, event: dict[str, Any]) -> None:
+        self.slots = self.domain.initial_slots()
+
+    def _apply_followup(self, event: dict[str, Any]) -> None:
+        self.followup_action = event.get("name")
+
+    def _apply_pause(self, event: dict[str, Any]) -> None:
+        self.paused = True
+
+    def _apply_resume(self, event: dict[str, Any]) -> None:
+        self.paused = False
+
+    _EVENT_HANDLERS = {
+        "slot": _apply_slot,
+        "user": _apply_user,
+        "action": _apply_action,
+        "action_execution_rejected": _apply_rejected,
+        "active_loop": _apply_active_loop,
+        "restart": _apply_restart,
+        "session_started": _apply_session_started,
+        "reset_slots": _apply_reset_slots,
+        "followup": _apply_followup,
+        "pause": _apply_pause,
+        "resume": _apply_resume,
+    }
 
     # -- views -------------------------------------------------------------------------------
 
