@@ -93,8 +93,8 @@ def train_nlp(data: TrainingData, settings: NLUSettings,
     nlp.get_pipe("lemmatizer").initialize(lookups=components.lemma_lookups())
     nlp.get_pipe("backline_normalizer").initialize(words=_training_words(nlp, data))
     if settings.entities:
-        nlp.get_pipe("backline_entities").initialize(
-            phrases=_entity_phrases(data), regexes=data.regexes, synonyms=data.synonyms if settings.synonyms else {})
+        nlp.get_pipe("backline_entities").initialize(phrases=_entity_phrases(data), regexes=data.regexes,
+                                                     synonyms=data.synonyms if settings.synonyms else {})
     docs = [_preprocess(nlp, ex.text[:MAX_NLU_CHARS]) for ex in data.examples]
     nlp.get_pipe(CLASSIFIER).train(docs, [ex.intent for ex in data.examples], epochs=settings.epochs,
                                    batch_size=settings.batch_size, learn_rate=settings.learn_rate,
