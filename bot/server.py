@@ -30,7 +30,7 @@ from bot.channels.headers import add_security_headers
 from bot.channels.http_api import http_api_blueprint
 from bot.channels.inputs import check_headers
 from bot.channels.rest import rest_blueprint
-from bot.channels.socketio import SocketIOChannel
+from bot.channels.socketio import Handler, LimitedHandler, SocketIOChannel
 from bot.channels.widget import widget_blueprint
 from bot.project import DEFAULT_CHANNELS
 
@@ -71,17 +71,53 @@ def create_app(agent: Any, credentials: dict[str, Any] | None = None, *, token: 
     origin does not imply framing. `/` itself can never be framed. name: the Sanic app name (unique per
     process; made up when not given -- worker processes must rebuild the same name).
     """
-    from bot.agent import UserMessage  # the engine; imported late so `bot.server` stays cheap
-
+    handle, limited = _engine_handlers(agent)
     credentials = dict(credentials) if credentials is not None else dict(DEFAULT_CHANNELS)
-    origins = list(cors_origins or []) + [o for o in cors_from_credentials(credentials)
-                                          if o not in (cors_origins or [])]
+    origins = _merged_origins(cors_origins, credentials, "cors_origins")
     cors = Cors(tuple(origins))
     limiter = parse_rate_limit(rate_limit)
-    frames = list(frame_origins or []) + [o for o in cors_from_credentials(credentials, "frame_origins")
-                                           if o not in (frame_origins or [])]
+    frames = _merged_origins(frame_origins, credentials, "frame_origins")
     frame_ancestors = "*" if not frames or "*" in frames else " ".join(frames)
 
+    app = _new_app(agent, name, max_request_bytes)
+    if "rest" in credentials:
+        app.blueprint(rest_blueprint(handle, rate_limiter=limiter, limited=limited))
+    if "socketio" in credentials:
+        app.ctx.socketio = SocketIOChannel.from_credentials(
+            handle, credentials.get("socketio"), cors_origins=origins or None,
+            max_message_bytes=max_request_bytes, rate_limiter=limiter, limited=limited,
+            emergency_number=str((getattr(agent, "settings", {}) or {}).get("emergency_number", "911")))
+        app.ctx.socketio.attach(app)
+    # The widget polls its state once after each reply: a looser limit of its own, per address.
+    state_limiter = RateLimiter(limiter.limit * 4, limiter.period) if limiter is not None else None
+    app.blueprint(widget_blueprint(agent.events_after, getattr(agent, "settings", {}) or {},
+                                   rate_limiter=state_limiter))
+    app.blueprint(http_api_blueprint(agent, token=token, rate_limiter=limiter))  # Rasa's HTTP API
+    _add_request_hooks(app, cors, frame_ancestors)
+    return app
+
+
+def _engine_handlers(agent: Any) -> tuple[Handler, LimitedHandler]:
+    """handle(text, sender, metadata, channel) and limited(text, sender, retry_after) on `agent`."""
+    from bot.agent import UserMessage  # the engine; imported late so `bot.server` stays cheap
+
+    async def handle(text: str, sender: str, metadata: dict[str, Any] | None,
+                     input_channel: str) -> list[dict[str, Any]]:
+        return await agent.handle_message(UserMessage(
+            text=text, sender_id=sender, metadata=metadata, input_channel=input_channel))
+
+    async def limited(text: str, sender: str, retry_after: int) -> list[dict[str, Any]]:
+        return await agent.rate_limited_reply(UserMessage(text=text, sender_id=sender), retry_after)
+
+    return handle, limited
+
+
+def _merged_origins(given: list[str] | None, credentials: dict[str, Any], key: str) -> list[str]:
+    """The origins given to create_app, then the ones of credentials.yml not among them."""
+    return list(given or []) + [o for o in cors_from_credentials(credentials, key) if o not in (given or [])]
+
+
+def _new_app(agent: Any, name: str | None, max_request_bytes: int) -> Sanic:
     # configure_logging=False: Sanic's records go to the root logger that `bot` configures,
     # instead of also printing them through handlers of its own (every line twice).
     app = Sanic(name or f"backline_{next(_app_numbers)}_{uuid.uuid4().hex[:8]}",
@@ -99,30 +135,11 @@ def create_app(agent: Any, credentials: dict[str, Any] | None = None, *, token: 
     lock_lifetime = float(getattr(agent, "lock_lifetime", 0) or 0)
     app.config.RESPONSE_TIMEOUT = max(float(app.config.RESPONSE_TIMEOUT), lock_lifetime + 5)
     app.ctx.agent = agent
+    return app
 
-    async def handle(text: str, sender: str, metadata: dict[str, Any] | None,
-                     input_channel: str) -> list[dict[str, Any]]:
-        return await agent.handle_message(UserMessage(
-            text=text, sender_id=sender, metadata=metadata, input_channel=input_channel))
 
-    async def limited(text: str, sender: str, retry_after: int) -> list[dict[str, Any]]:
-        return await agent.rate_limited_reply(UserMessage(text=text, sender_id=sender), retry_after)
-
-    if "rest" in credentials:
-        app.blueprint(rest_blueprint(handle, rate_limiter=limiter, limited=limited))
-    if "socketio" in credentials:
-        app.ctx.socketio = SocketIOChannel.from_credentials(
-            handle, credentials.get("socketio"), cors_origins=origins or None,
-            max_message_bytes=max_request_bytes, rate_limiter=limiter, limited=limited,
-            emergency_number=str((getattr(agent, "settings", {}) or {}).get("emergency_number", "911")))
-        app.ctx.socketio.attach(app)
-    # The widget polls its state once after each reply: a looser limit of its own, per address.
-    state_limiter = RateLimiter(limiter.limit * 4, limiter.period) if limiter is not None else None
-    app.blueprint(widget_blueprint(agent.events_after, getattr(agent, "settings", {}) or {},
-                                   rate_limiter=state_limiter))
-    app.blueprint(http_api_blueprint(agent, token=token, rate_limiter=limiter))  # Rasa's HTTP API
-
-    # -- what every request passes -------------------------------------------------------------
+def _add_request_hooks(app: Sanic, cors: Cors, frame_ancestors: str) -> None:
+    """What every request passes: header checks, CORS and the security headers."""
 
     @app.on_request
     async def preflight(request: Request) -> HTTPResponse | None:
@@ -139,8 +156,6 @@ def create_app(agent: Any, credentials: dict[str, Any] | None = None, *, token: 
         add_security_headers(
             request, resp,
             frame_ancestors=frame_ancestors if request.path == "/widget/frame" else "'none'")
-
-    return app
 
 
 # -- running it ---------------------------------------------------------------------------------

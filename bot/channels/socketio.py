@@ -115,6 +115,19 @@ def check_jwt_method(algorithm: str) -> None:
         raise ValueError(f"credentials.yml socketio.jwt_method {algorithm!r}: use HS256/384/512")
 
 
+def _metadata(raw: Any) -> dict[str, Any]:
+    """A message's metadata: an object, or a JSON string of one; anything else is none."""
+    metadata = raw or {}
+    if isinstance(metadata, str):
+        try:
+            metadata = json.loads(metadata)
+        except (ValueError, RecursionError):
+            metadata = {}
+    if not isinstance(metadata, dict):
+        metadata = {}
+    return metadata
+
+
 class SocketIOChannel:
     """Rasa-compatible socket.io input/output; `handle(text, sender, metadata, channel)`."""
 
@@ -262,26 +275,35 @@ class SocketIOChannel:
         recent = self._recent.get(session_id or "")
         if not recent:
             return
-        ns = self.namespace or "/"
-        eio_socket = self._eio_socket(sid, ns)
-        if eio_socket is not None and not getattr(eio_socket, "upgraded", False):
-            # long-polling: what sat in the queue was never collected; the rest was
-            count, window = eio_socket.queue.qsize(), self._keep_window
-        elif reason == self.sio.reason.PING_TIMEOUT:
-            # a websocket gone silent: anything since its last pong may be lost
-            count, window = len(recent), self._keep_window
-        else:  # a websocket closed and noticed at once: what it was sent, it got
-            count, window = 0, 0.0
-        now = time.monotonic()
-        again = [item for item in recent if sid in item.to and now - item.at <= window
-                 and not any(other != sid and self.sio.manager.is_connected(other, ns)
-                             for other in item.to)][-count:] if count else []
+        count, window = self._maybe_lost(sid, reason, recent)
+        again = self._lost_replies(sid, recent, count, window) if count else []
         for item in again:
             recent.remove(item)
         if not recent:
             self._recent.pop(session_id, None)
         for item in again:
             await self._emit(session_id, item.payload, kept_at=item.at)
+
+    def _maybe_lost(self, sid: str, reason: Any, recent: deque[_Sent]) -> tuple[int, float]:
+        """How many of the latest replies to a socket that went away may not have arrived, and
+        how far back to look for them."""
+        eio_socket = self._eio_socket(sid, self.namespace or "/")
+        if eio_socket is not None and not getattr(eio_socket, "upgraded", False):
+            # long-polling: what sat in the queue was never collected; the rest was
+            return eio_socket.queue.qsize(), self._keep_window
+        if reason == self.sio.reason.PING_TIMEOUT:
+            # a websocket gone silent: anything since its last pong may be lost
+            return len(recent), self._keep_window
+        return 0, 0.0  # a websocket closed and noticed at once: what it was sent, it got
+
+    def _lost_replies(self, sid: str, recent: deque[_Sent], count: int, window: float) -> list[_Sent]:
+        """The last `count` replies of the `window` sent to `sid` that no other socket of the
+        session still connected received."""
+        ns = self.namespace or "/"
+        now = time.monotonic()
+        return [item for item in recent if sid in item.to and now - item.at <= window
+                and not any(other != sid and self.sio.manager.is_connected(other, ns)
+                            for other in item.to)][-count:]
 
     def _eio_socket(self, sid: str, ns: str) -> Any:
         eio_sid = self.sio.manager.eio_sid_from_sid(sid, ns)
@@ -296,22 +318,10 @@ class SocketIOChannel:
             # Rasa ignores a missing or null message (rasa-webchat without initPayload sends
             # `message: null`); an error event here would be the only thing such a client shows.
             return
-        if self.session_persistence:
-            session_id = data.get("session_id")
-            if not isinstance(session_id, str) or not session_id:
-                logger.warning("socket.io message without a session_id ignored; "
-                               "send `session_request` first")
-                return
-            problem = sender_id_error(session_id)
-            if problem:
-                await self._error(sid, f"`session_id` {problem}; send `session_request` for one")
-                return
-            # a client that skipped session_request still gets replies; a socket that closed
-            # right after sending still gets its message answered (kept for the next socket)
-            await self._join(sid, session_id)
-            sender, room = session_id, session_id
-        else:
-            sender, room = sid, sid
+        conversation = await self._conversation(sid, data)
+        if conversation is None:
+            return
+        sender, room = conversation
         if not isinstance(text, str) or not text.strip():
             await self._error(sid, "`message` must be a non-empty string")
             return
@@ -320,28 +330,50 @@ class SocketIOChannel:
             await self._say(sid, TOO_LONG_TEXT.replace("{problem}", problem))
             await self._error(sid, problem)
             return
-        if self.rate_limiter is not None:
-            try:
-                self.rate_limiter.check(f"sender:{sender}", f"socket:{sid}",
-                                        f"ip:{self._clients.get(sid, '?')}")
-            except ApiError as error:
-                retry = int(error.extra.get("retry_after") or 1)
-                if self.limited is not None:
-                    for bot_message in await self.limited(text, sender, retry):
-                        await self.send(room, bot_message)
-                await self._error(sid, error.message, retry_after=retry)
-                return
-        metadata = data.get(self.metadata_key) or {}
-        if isinstance(metadata, str):
-            try:
-                metadata = json.loads(metadata)
-            except (ValueError, RecursionError):
-                metadata = {}
-        if not isinstance(metadata, dict):
-            metadata = {}
+        if await self._rate_limited(sid, text, sender, room):
+            return
+        metadata = _metadata(data.get(self.metadata_key))
         if json_depth_exceeds(metadata):
             await self._error(sid, f"`{self.metadata_key}` nests deeper than {MAX_JSON_DEPTH} levels")
             return
+        await self._answer(sid, text, sender, metadata, room)
+
+    async def _conversation(self, sid: str, data: dict[str, Any]) -> tuple[str, str] | None:
+        """(sender, room) of a message; None when it is not answered (said why, when a client
+        could act on it)."""
+        if not self.session_persistence:
+            return sid, sid
+        session_id = data.get("session_id")
+        if not isinstance(session_id, str) or not session_id:
+            logger.warning("socket.io message without a session_id ignored; "
+                           "send `session_request` first")
+            return None
+        problem = sender_id_error(session_id)
+        if problem:
+            await self._error(sid, f"`session_id` {problem}; send `session_request` for one")
+            return None
+        # a client that skipped session_request still gets replies; a socket that closed
+        # right after sending still gets its message answered (kept for the next socket)
+        await self._join(sid, session_id)
+        return session_id, session_id
+
+    async def _rate_limited(self, sid: str, text: str, sender: str, room: str) -> bool:
+        """Over the rate limit: answered with the screened reply and an `error` event."""
+        if self.rate_limiter is None:
+            return False
+        try:
+            self.rate_limiter.check(f"sender:{sender}", f"socket:{sid}",
+                                    f"ip:{self._clients.get(sid, '?')}")
+        except ApiError as error:
+            retry = int(error.extra.get("retry_after") or 1)
+            if self.limited is not None:
+                for bot_message in await self.limited(text, sender, retry):
+                    await self.send(room, bot_message)
+            await self._error(sid, error.message, retry_after=retry)
+            return True
+        return False
+
+    async def _answer(self, sid: str, text: str, sender: str, metadata: dict[str, Any], room: str) -> None:
         try:
             bot_messages = await self.handle(text, sender, metadata, "socketio")
         except Exception:  # the client gets a reply either way; details stay in the log

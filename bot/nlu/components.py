@@ -269,25 +269,34 @@ def doc_features(doc: Doc, ngram_min: int, ngram_max: int) -> list[str]:
     norms = [t.norm_ for t in doc if not t.is_punct and not t.is_space]
     for norm in norms:
         feats.append("w=" + norm)
-        padded = f"<{norm}>"
-        for n in range(ngram_min, ngram_max + 1):
-            for i in range(len(padded) - n + 1):
-                feats.append("c=" + padded[i:i + n])
+        feats.extend(_char_ngrams(norm, ngram_min, ngram_max))
     for token in doc:
         if not token.is_punct and not token.is_space:
             feats.append("l=" + token.lemma_.lower())
     for first, second in zip(norms, norms[1:]):
         feats.append(f"b={first}|{second}")
-    # What Rasa's RegexFeaturizer adds: which entities the data-driven extractor found, and
-    # whether one entity is (nearly) the whole message -- a bare answer such as "since saturday".
+    feats.extend(_entity_features(doc))
+    if not feats:
+        feats.append("<empty>")
+    return feats
+
+
+def _char_ngrams(norm: str, ngram_min: int, ngram_max: int) -> list[str]:
+    """The character n-grams of one word, marked at both ends ("<bak>")."""
+    padded = f"<{norm}>"
+    return ["c=" + padded[i:i + n] for n in range(ngram_min, ngram_max + 1) for i in range(len(padded) - n + 1)]
+
+
+def _entity_features(doc: Doc) -> list[str]:
+    """What Rasa's RegexFeaturizer adds: which entities the data-driven extractor found, and
+    whether one entity is (nearly) the whole message -- a bare answer such as "since saturday"."""
+    feats: list[str] = []
     text_chars = sum(1 for c in doc.text if not c.isspace()) or 1
     for ent in doc._.entities or ():
         feats.append("e=" + ent["entity"])
         covered = sum(1 for c in doc.text[ent["start"]:ent["end"]] if not c.isspace())
         if covered / text_chars >= 0.6:
             feats.append("e_all=" + ent["entity"])
-    if not feats:
-        feats.append("<empty>")
     return feats
 
 

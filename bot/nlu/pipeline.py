@@ -88,38 +88,52 @@ def _preprocess(nlp: Language, text: str):
 def train_nlp(data: TrainingData, settings: NLUSettings,
               progress: Callable[[int, int, float], None] | None = None) -> Language:
     """Train the pipeline on the examples; `progress(epoch, epochs, loss)` is called per epoch."""
+    _check_trainable(data)
+    nlp = build_nlp(settings)
+    nlp.get_pipe("lemmatizer").initialize(lookups=components.lemma_lookups())
+    nlp.get_pipe("backline_normalizer").initialize(words=_training_words(nlp, data))
+    if settings.entities:
+        nlp.get_pipe("backline_entities").initialize(phrases=_entity_phrases(data), regexes=data.regexes,
+                                                     synonyms=data.synonyms if settings.synonyms else {})
+    docs = [_preprocess(nlp, ex.text[:MAX_NLU_CHARS]) for ex in data.examples]
+    nlp.get_pipe(CLASSIFIER).train(docs, [ex.intent for ex in data.examples], epochs=settings.epochs,
+                                   batch_size=settings.batch_size, learn_rate=settings.learn_rate,
+                                   seed=settings.seed, progress=progress)
+    return nlp
+
+
+def _check_trainable(data: TrainingData) -> None:
     if not data.examples:
         raise ProjectError("data/nlu.yml", None, "no intent examples found; add `- intent:` items with examples")
     labels = sorted({ex.intent for ex in data.examples})
     if len(labels) < 2:
         raise ProjectError("data/nlu.yml", None, "at least two intents are needed to train a classifier")
-    nlp = build_nlp(settings)
-    nlp.get_pipe("lemmatizer").initialize(lookups=components.lemma_lookups())
+
+
+def _training_words(nlp: Language, data: TrainingData) -> list[str]:
+    """The lower-cased tokens of the examples and lookup phrases: the typo normaliser's targets."""
     words: list[str] = []
     for ex in data.examples:
         words += [t.lower_ for t in nlp.make_doc(ex.text)]
     for phrases in data.lookups.values():
         for phrase in phrases:
             words += [t.lower_ for t in nlp.make_doc(phrase)]
-    nlp.get_pipe("backline_normalizer").initialize(words=words)
-    if settings.entities:
-        phrases: dict[str, list[str]] = {}
-        for ex in data.examples:
-            for ent in ex.entities:
-                surface = ex.text[ent["start"]:ent["end"]]
-                # Bare numbers and tiny tokens ("8", "7/10") would match anywhere ("8 months"):
-                # the regexes in the data cover those.
-                if len(surface) >= 3 and re.search(r"[A-Za-z]{3}", surface):
-                    phrases.setdefault(ent["entity"], []).append(surface)
-        for name, values in data.lookups.items():
-            phrases.setdefault(name, []).extend(values)
-        nlp.get_pipe("backline_entities").initialize(
-            phrases=phrases, regexes=data.regexes, synonyms=data.synonyms if settings.synonyms else {})
-    docs = [_preprocess(nlp, ex.text[:MAX_NLU_CHARS]) for ex in data.examples]
-    nlp.get_pipe(CLASSIFIER).train(docs, [ex.intent for ex in data.examples], epochs=settings.epochs,
-                                   batch_size=settings.batch_size, learn_rate=settings.learn_rate,
-                                   seed=settings.seed, progress=progress)
-    return nlp
+    return words
+
+
+def _entity_phrases(data: TrainingData) -> dict[str, list[str]]:
+    """Entity -> phrases to match: the annotated surfaces of the examples, then the lookup tables."""
+    phrases: dict[str, list[str]] = {}
+    for ex in data.examples:
+        for ent in ex.entities:
+            surface = ex.text[ent["start"]:ent["end"]]
+            # Bare numbers and tiny tokens ("8", "7/10") would match anywhere ("8 months"):
+            # the regexes in the data cover those.
+            if len(surface) >= 3 and re.search(r"[A-Za-z]{3}", surface):
+                phrases.setdefault(ent["entity"], []).append(surface)
+    for name, values in data.lookups.items():
+        phrases.setdefault(name, []).extend(values)
+    return phrases
 
 
 class NLUModel:

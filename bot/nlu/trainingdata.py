@@ -6,7 +6,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from bot.yamlio import ProjectError, line_of
 
@@ -109,31 +109,55 @@ def load_nlu_file(data: Any, path: Path) -> TrainingData:
         if not isinstance(item, dict):
             raise ProjectError(path, line, "each nlu item must be a mapping like `- intent: greet`")
         examples = _example_lines(item.get("examples", ""), path, line_of(item, "examples") or line)
-        if "intent" in item:
-            intent = str(item["intent"])
-            for text, ex_line in examples:
-                try:
-                    plain_text, entities = parse_annotated(text)
-                except ValueError as exc:
-                    raise ProjectError(path, ex_line, str(exc))
-                td.examples.append(Example(plain_text, intent, entities, str(path), ex_line))
-                for ent in entities:
-                    surface = plain_text[ent["start"]:ent["end"]]
-                    if ent["value"] != surface:
-                        td.synonyms[surface.lower()] = ent["value"]
-        elif "synonym" in item:
-            for text, _ in examples:
-                td.synonyms[text.lower()] = str(item["synonym"])
-        elif "lookup" in item:
-            td.lookups.setdefault(str(item["lookup"]), []).extend(t for t, _ in examples)
-        elif "regex" in item:
-            name = str(item["regex"])
-            for pattern, ex_line in examples:
-                try:
-                    re.compile(pattern)
-                except re.error as exc:
-                    raise ProjectError(path, ex_line, f"regex {pattern!r} for `{name}` does not compile: {exc}")
-                td.regexes.setdefault(name, []).append(pattern)
-        else:
-            raise ProjectError(path, line, "unknown nlu item; use `intent:`, `synonym:`, `lookup:` or `regex:`")
+        _load_item(td, item, examples, path, line)
     return td
+
+
+def _load_item(td: TrainingData, item: dict[str, Any], examples: list[tuple[str, int]], path: Path,
+               line: int) -> None:
+    """Add one nlu item to `td`; its kind is the first of `_ITEM_LOADERS`' keys it has."""
+    for key, loader in _ITEM_LOADERS.items():
+        if key in item:
+            loader(td, str(item[key]), examples, path)
+            return
+    raise ProjectError(path, line, "unknown nlu item; use `intent:`, `synonym:`, `lookup:` or `regex:`")
+
+
+def _load_intent(td: TrainingData, intent: str, examples: list[tuple[str, int]], path: Path) -> None:
+    for text, ex_line in examples:
+        try:
+            plain_text, entities = parse_annotated(text)
+        except ValueError as exc:
+            raise ProjectError(path, ex_line, str(exc))
+        td.examples.append(Example(plain_text, intent, entities, str(path), ex_line))
+        for ent in entities:
+            surface = plain_text[ent["start"]:ent["end"]]
+            if ent["value"] != surface:
+                td.synonyms[surface.lower()] = ent["value"]
+
+
+def _load_synonym(td: TrainingData, value: str, examples: list[tuple[str, int]], path: Path) -> None:
+    for text, _ in examples:
+        td.synonyms[text.lower()] = value
+
+
+def _load_lookup(td: TrainingData, name: str, examples: list[tuple[str, int]], path: Path) -> None:
+    td.lookups.setdefault(name, []).extend(t for t, _ in examples)
+
+
+def _load_regex(td: TrainingData, name: str, examples: list[tuple[str, int]], path: Path) -> None:
+    for pattern, ex_line in examples:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ProjectError(path, ex_line, f"regex {pattern!r} for `{name}` does not compile: {exc}")
+        td.regexes.setdefault(name, []).append(pattern)
+
+
+# In this order: an item with several of these keys is read as the first one.
+_ITEM_LOADERS: dict[str, Callable[[TrainingData, str, list[tuple[str, int]], Path], None]] = {
+    "intent": _load_intent,
+    "synonym": _load_synonym,
+    "lookup": _load_lookup,
+    "regex": _load_regex,
+}

@@ -53,33 +53,42 @@ def sql_url(config: dict[str, Any], project_root: Path) -> URL:
     """The SQLAlchemy URL for a Rasa-style `type: sql` section of endpoints.yml."""
     raw_url = config.get("url")
     if isinstance(raw_url, str) and "://" in raw_url:
-        url = make_url(raw_url)
-        backend = url.get_backend_name()
-        if backend in ("postgres", "postgresql"):
-            return url.set(drivername="postgresql+asyncpg", query=_asyncpg_query(dict(url.query)))
-        if backend == "sqlite":
-            return _sqlite_url(url.database or "", project_root)
-        raise ValueError(
-            f"endpoints.yml: tracker_store url {url.render_as_string()!r} uses an unsupported "
-            "database; use postgresql://... or sqlite:///..."
-        )
+        return _url_from_string(make_url(raw_url), project_root)
     dialect = str(config.get("dialect") or "sqlite").lower()
     if dialect == "sqlite":
         return _sqlite_url(str(config.get("db") or ".bot/conversations.db"), project_root)
     if dialect in ("postgresql", "postgres", "postgresql+asyncpg"):
-        port = config.get("port")
-        return URL.create(
-            "postgresql+asyncpg",
-            username=config.get("username"),
-            password=None if config.get("password") is None else str(config["password"]),
-            host=raw_url or config.get("host") or "localhost",
-            port=int(port) if port else None,
-            database=config.get("db") or "postgres",
-            query=_asyncpg_query(config.get("query") or {}),
-        )
+        return _postgres_url(config, raw_url)
     raise ValueError(
         f"endpoints.yml: tracker_store dialect {dialect!r} is not supported; "
         "use `dialect: sqlite` or `dialect: postgresql`"
+    )
+
+
+def _url_from_string(url: URL, project_root: Path) -> URL:
+    """`url: postgresql://...` or `url: sqlite:///...`."""
+    backend = url.get_backend_name()
+    if backend in ("postgres", "postgresql"):
+        return url.set(drivername="postgresql+asyncpg", query=_asyncpg_query(dict(url.query)))
+    if backend == "sqlite":
+        return _sqlite_url(url.database or "", project_root)
+    raise ValueError(
+        f"endpoints.yml: tracker_store url {url.render_as_string()!r} uses an unsupported "
+        "database; use postgresql://... or sqlite:///..."
+    )
+
+
+def _postgres_url(config: dict[str, Any], raw_url: Any) -> URL:
+    """PostgreSQL from separate keys (`username`, `host`, `db`...); a `url:` without a scheme is the host."""
+    port = config.get("port")
+    return URL.create(
+        "postgresql+asyncpg",
+        username=config.get("username"),
+        password=None if config.get("password") is None else str(config["password"]),
+        host=raw_url or config.get("host") or "localhost",
+        port=int(port) if port else None,
+        database=config.get("db") or "postgres",
+        query=_asyncpg_query(config.get("query") or {}),
     )
 
 

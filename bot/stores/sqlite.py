@@ -187,22 +187,26 @@ class SQLiteTrackerStore(TrackerStore):
             self._writing = asyncio.Lock()
         async with self._writing:
             if not future.done():   # nobody committed us yet: commit everything that is waiting
-                batch, self._pending = self._pending, []
-                try:
-                    refused = await self._run(lambda c: self._write(c, [item[:4] for item in batch]))
-                except BaseException as error:
-                    for *_, waiting in batch:
-                        if not waiting.done():  # one exception object each: no shared tracebacks
-                            waiting.set_exception(_copy_error(error))
-                else:
-                    for index, (*_, waiting) in enumerate(batch):
-                        if waiting.done():
-                            continue
-                        if index in refused:
-                            waiting.set_exception(stale(self.display_url, *refused[index]))
-                        else:
-                            waiting.set_result(None)
+                await self._commit_pending()
         await future
+
+    async def _commit_pending(self) -> None:
+        """Write every waiting append in one go and settle each one's future."""
+        batch, self._pending = self._pending, []
+        try:
+            refused = await self._run(lambda c: self._write(c, [item[:4] for item in batch]))
+        except BaseException as error:
+            for *_, waiting in batch:
+                if not waiting.done():  # one exception object each: no shared tracebacks
+                    waiting.set_exception(_copy_error(error))
+        else:
+            for index, (*_, waiting) in enumerate(batch):
+                if waiting.done():
+                    continue
+                if index in refused:
+                    waiting.set_exception(stale(self.display_url, *refused[index]))
+                else:
+                    waiting.set_result(None)
 
     def _write(self, conn: sqlite3.Connection, batch: list[tuple]) -> dict[int, tuple[int, int]]:
         refused = _write(conn, batch)
