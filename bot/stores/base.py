@@ -128,6 +128,16 @@ def event_timestamp(event: dict, default: float) -> float:
     return float(value) if isinstance(value, (int, float)) else default
 
 
+def encode_append(events: list[dict], expected_seq: int | None,
+                  checkpoint: dict[str, Any] | None) -> tuple[list[str], tuple[int, str] | None]:
+    """The events as JSON, and the checkpoint to keep (only with an expected seq, a compare-and-set
+    append). Encoded before touching the database: a bad event fails the whole append up front."""
+    encoded = [json.dumps(event) for event in events]
+    kept = ((int(checkpoint["seq"]), json.dumps(checkpoint["state"]))
+            if checkpoint and expected_seq is not None else None)
+    return encoded, kept
+
+
 class CorruptConversation(StoreUnavailable):
     """A stored event of this conversation cannot be decoded; the turn is refused, not guessed."""
 

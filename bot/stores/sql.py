@@ -9,7 +9,6 @@ concurrent appends to one conversation queue up instead of colliding.
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -26,6 +25,7 @@ from bot.stores.base import (
     Window,
     decode_checkpoint,
     decode_events,
+    encode_append,
     event_timestamp,
     stale,
     unavailable,
@@ -207,10 +207,7 @@ class SQLTrackerStore(TrackerStore):
 
     async def append(self, sender_id: str, events: list[dict], *, expected_seq: int | None = None,
                      checkpoint: dict[str, Any] | None = None) -> None:
-        # Encode before touching the database: a bad event fails the whole append up front.
-        encoded = [json.dumps(event) for event in events]
-        kept = ((int(checkpoint["seq"]), json.dumps(checkpoint["state"]))
-                if checkpoint and expected_seq is not None else None)
+        encoded, kept = encode_append(events, expected_seq, checkpoint)
         if not encoded:
             return
         now = time.time()

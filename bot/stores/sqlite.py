@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import sqlite3
@@ -36,6 +35,7 @@ from bot.stores.base import (
     Window,
     decode_checkpoint,
     decode_events,
+    encode_append,
     event_timestamp,
     stale,
     unavailable,
@@ -173,10 +173,7 @@ class SQLiteTrackerStore(TrackerStore):
 
     async def append(self, sender_id: str, events: list[dict], *, expected_seq: int | None = None,
                      checkpoint: dict[str, Any] | None = None) -> None:
-        # Encode before touching the database: a bad event fails the whole append up front.
-        encoded = [json.dumps(event) for event in events]
-        kept = ((int(checkpoint["seq"]), json.dumps(checkpoint["state"]))
-                if checkpoint and expected_seq is not None else None)
+        encoded, kept = encode_append(events, expected_seq, checkpoint)
         if not encoded:
             return
         now = time.time()
