@@ -349,59 +349,75 @@ def _load_pictures(check: "_Checker", data: Mapping[str, Any], items: Mapping[st
     return tuple(pictures)
 
 
-def _load_conditions(
-    path: Path, sources: Mapping[str, Source], sections: Sequence[str], self_care: Mapping[str, SelfCareItem]
-) -> Tuple[Dict[str, Condition], Matching, Fallback, ResultTexts]:
-    data = _read_yaml(path)
-    check = _Checker(path)
-    conditions: Dict[str, Condition] = {}
-    for entry in check.entries(data, "conditions"):
-        cid = check.text(entry, "id", "a condition")
-        what = f"condition `{cid}`"
-        if cid not in CONDITION_IDS:
-            raise check.fail(entry, f"`{cid}` is not one of the article's conditions", f"use one of {', '.join(CONDITION_IDS)} (CONTENT.md)")
-        if cid in conditions:
-            raise check.fail(entry, f"condition `{cid}` appears twice", "merge the two entries")
-        care = check.words(entry, "self_care", what, required=True)
-        for iid in care:
-            if iid not in self_care:
-                raise check.fail(entry, f"{what} names unknown self-care item `{iid}`", f"use one of {', '.join(self_care)} (self_care.yml)")
-        duration = entry.get("duration") or {}
-        if not isinstance(duration, dict):
-            raise check.fail(entry, f"{what}: `duration` must be a mapping", "write `duration: {min_weeks: 12, words: [months]}`")
-        min_weeks = duration.get("min_weeks")
-        if min_weeks is not None and (not isinstance(min_weeks, (int, float)) or min_weeks <= 0):
-            raise check.fail(entry, f"{what}: `duration.min_weeks` must be a positive number", "write e.g. `min_weeks: 12`")
-        condition = Condition(
-            id=cid,
-            name=check.text(entry, "name", what),
-            description=check.text(entry, "description", what),
-            section=check.ref(entry, "section", what, sections, "sources.yml `sections`"),
-            source=check.ref(entry, "source", what, list(sources), "sources.yml"),
-            self_care=care,
-            phrases=check.words(entry, "phrases", what),
-            keywords=check.words(entry, "keywords", what),
-            triggers=check.words(entry, "triggers", what),
-            symptoms=check.words(entry, "symptoms", what),
-            exclude=check.words(entry, "exclude", what),
-            duration_min_weeks=float(min_weeks) if min_weeks is not None else None,
-            duration_words=check.words(duration, "words", what) if duration else (),
-        )
-        if not (condition.phrases or condition.keywords or condition.triggers or condition.duration_min_weeks):
-            raise check.fail(entry, f"{what} can never match", "add `phrases`, `keywords`, `triggers` or a `duration` rule")
-        conditions[cid] = condition
-    missing = [cid for cid in CONDITION_IDS if cid not in conditions]
-    if missing:
-        raise check.fail(data, f"missing condition(s) {', '.join(missing)}", "add an entry for each article condition of CONTENT.md")
+def _check_self_care_ids(
+    check: "_Checker", node: Any, what: str, ids: Sequence[str], self_care: Mapping[str, SelfCareItem], hint: str = ""
+) -> None:
+    """Fail on the first id in `ids` that is not a self-care item; `hint` is appended to the fix."""
+    for iid in ids:
+        if iid not in self_care:
+            raise check.fail(node, f"{what} names unknown self-care item `{iid}`", f"use one of {', '.join(self_care)}{hint}")
 
+
+def _condition_min_weeks(check: "_Checker", entry: Mapping[str, Any], what: str) -> Tuple[Mapping[str, Any], Optional[float]]:
+    """The entry's `duration` mapping (empty if absent) and its `min_weeks` as a float, or None."""
+    duration = entry.get("duration") or {}
+    if not isinstance(duration, dict):
+        raise check.fail(entry, f"{what}: `duration` must be a mapping", "write `duration: {min_weeks: 12, words: [months]}`")
+    min_weeks = duration.get("min_weeks")
+    if min_weeks is not None and (not isinstance(min_weeks, (int, float)) or min_weeks <= 0):
+        raise check.fail(entry, f"{what}: `duration.min_weeks` must be a positive number", "write e.g. `min_weeks: 12`")
+    return duration, float(min_weeks) if min_weeks is not None else None
+
+
+def _load_condition(
+    check: "_Checker", entry: Mapping[str, Any], seen: Mapping[str, Condition],
+    sources: Mapping[str, Source], sections: Sequence[str], self_care: Mapping[str, SelfCareItem],
+) -> Condition:
+    """One `conditions` entry; `seen` holds the conditions loaded before it (to catch duplicates)."""
+    cid = check.text(entry, "id", "a condition")
+    what = f"condition `{cid}`"
+    if cid not in CONDITION_IDS:
+        raise check.fail(entry, f"`{cid}` is not one of the article's conditions", f"use one of {', '.join(CONDITION_IDS)} (CONTENT.md)")
+    if cid in seen:
+        raise check.fail(entry, f"condition `{cid}` appears twice", "merge the two entries")
+    care = check.words(entry, "self_care", what, required=True)
+    _check_self_care_ids(check, entry, what, care, self_care, " (self_care.yml)")
+    duration, min_weeks = _condition_min_weeks(check, entry, what)
+    condition = Condition(
+        id=cid,
+        name=check.text(entry, "name", what),
+        description=check.text(entry, "description", what),
+        section=check.ref(entry, "section", what, sections, "sources.yml `sections`"),
+        source=check.ref(entry, "source", what, list(sources), "sources.yml"),
+        self_care=care,
+        phrases=check.words(entry, "phrases", what),
+        keywords=check.words(entry, "keywords", what),
+        triggers=check.words(entry, "triggers", what),
+        symptoms=check.words(entry, "symptoms", what),
+        exclude=check.words(entry, "exclude", what),
+        duration_min_weeks=min_weeks,
+        duration_words=check.words(duration, "words", what) if duration else (),
+    )
+    if not (condition.phrases or condition.keywords or condition.triggers or condition.duration_min_weeks):
+        raise check.fail(entry, f"{what} can never match", "add `phrases`, `keywords`, `triggers` or a `duration` rule")
+    return condition
+
+
+def _load_matching(check: "_Checker", data: Mapping[str, Any]) -> Matching:
     m = check.mapping(data, "matching", "conditions.yml")
-    matching = Matching(
+    return Matching(
         negation_cues=check.words(m, "negation_cues", "`matching`", required=True),
         negation_window=int(m.get("negation_window", 4)),
         clause_breaks=check.words(m, "clause_breaks", "`matching`"),
         min_score=int(m.get("min_score", 1)),
         max_conditions=int(m.get("max_conditions", 3)),
     )
+
+
+def _load_fallback(
+    check: "_Checker", data: Mapping[str, Any], sources: Mapping[str, Source], sections: Sequence[str],
+    self_care: Mapping[str, SelfCareItem],
+) -> Fallback:
     f = check.mapping(data, "fallback", "conditions.yml")
     fallback = Fallback(
         text=check.text(f, "text", "`fallback`"),
@@ -409,9 +425,24 @@ def _load_conditions(
         source=check.ref(f, "source", "`fallback`", list(sources), "sources.yml"),
         self_care=check.words(f, "self_care", "`fallback`", required=True),
     )
-    for iid in fallback.self_care:
-        if iid not in self_care:
-            raise check.fail(f, f"`fallback` names unknown self-care item `{iid}`", f"use one of {', '.join(self_care)}")
+    _check_self_care_ids(check, f, "`fallback`", fallback.self_care, self_care)
+    return fallback
+
+
+def _load_conditions(
+    path: Path, sources: Mapping[str, Source], sections: Sequence[str], self_care: Mapping[str, SelfCareItem]
+) -> Tuple[Dict[str, Condition], Matching, Fallback, ResultTexts]:
+    data = _read_yaml(path)
+    check = _Checker(path)
+    conditions: Dict[str, Condition] = {}
+    for entry in check.entries(data, "conditions"):
+        condition = _load_condition(check, entry, conditions, sources, sections, self_care)
+        conditions[condition.id] = condition
+    missing = [cid for cid in CONDITION_IDS if cid not in conditions]
+    if missing:
+        raise check.fail(data, f"missing condition(s) {', '.join(missing)}", "add an entry for each article condition of CONTENT.md")
+    matching = _load_matching(check, data)
+    fallback = _load_fallback(check, data, sources, sections, self_care)
     r = check.mapping(data, "result", "conditions.yml")
     result = ResultTexts(*(check.text(r, key, "`result`") for key in ("linked", "linked_sign", "cause")))
     return conditions, matching, fallback, result
