@@ -148,6 +148,22 @@ def _weeks_since(name: str, today: _dt.date) -> float:
     return max(1.0, (today - start).days / 7)
 
 
+def _counted_weeks(t: str) -> List[float]:
+    """Weeks for every stated count in `t` ("3 months", "two weeks")."""
+    estimates: List[float] = []
+    for pattern, unit_weeks in _DURATION_RE:
+        for match in pattern.finditer(t):
+            digits, words = match.group(1), match.group(2)
+            n = float(digits) if digits else _COUNT_VALUES.get(words, 1)
+            estimates.append(n * unit_weeks)
+    return estimates
+
+
+def _bare_weeks(t: str) -> List[float]:
+    """Weeks for every bare unit or short time word in `t` ("months", "yesterday")."""
+    return [weeks for pattern, weeks in _BARE_UNITS + _SHORT_WORDS if re.search(pattern, t)]
+
+
 def parse_duration(text: object, today: Optional[_dt.date] = None) -> Duration:
     """How long, in weeks, a free-text duration describes ("since yesterday", "2 yrs", "since
     March", counted back from `today`)."""
@@ -159,20 +175,12 @@ def parse_duration(text: object, today: Optional[_dt.date] = None) -> Duration:
     since = _SINCE_MONTH.search(t)
     if since:
         return Duration(True, _weeks_since(since.group(1), today or _dt.date.today()))
-    estimates: List[float] = []
-    for pattern, unit_weeks in _DURATION_RE:
-        for match in pattern.finditer(t):
-            digits, words = match.group(1), match.group(2)
-            n = float(digits) if digits else _COUNT_VALUES.get(words, 1)
-            estimates.append(n * unit_weeks)
-    if estimates:
-        return Duration(True, max(estimates), counted=True)
-    if not estimates:
-        for pattern, weeks in _BARE_UNITS + _SHORT_WORDS:
-            if re.search(pattern, t):
-                estimates.append(weeks)
-    if estimates:
-        return Duration(True, max(estimates))
+    counted = _counted_weeks(t)
+    if counted:
+        return Duration(True, max(counted), counted=True)
+    bare = _bare_weeks(t)
+    if bare:
+        return Duration(True, max(bare))
     if _TIME_WORDS.search(t) or re.fullmatch(r"\s*\d+(\.\d+)?\s*", t):
         return Duration(True, None)
     return Duration(False)
