@@ -20,24 +20,25 @@ class Policy(Protocol):
     def predict(self, tracker: Tracker) -> Prediction | None: ...
 
 
-def latest_real_action(tracker: Tracker) -> str | None:
-    """The last action of this turn that is not the safety layer's own (or action_listen)."""
+def _this_turn(tracker: Tracker) -> tuple[bool, str | None]:
+    """Scanning back to the latest user message: whether it is reached before any action that is
+    not the safety layer's own (or action_listen), and the name of that action if not."""
     for event in reversed(tracker.events):
         if event.get("event") == "user":
-            return None
+            return True, None
         if event.get("event") == "action" and event.get("name") not in ev.TRANSPARENT_ACTIONS:
-            return event.get("name")
-    return None
+            return False, event.get("name")
+    return False, None
+
+
+def latest_real_action(tracker: Tracker) -> str | None:
+    """The last action of this turn that is not the safety layer's own (or action_listen)."""
+    return _this_turn(tracker)[1]
 
 
 def awaiting_first_action(tracker: Tracker) -> bool:
     """True when nothing but the safety layer has acted since the latest user message."""
-    for event in reversed(tracker.events):
-        if event.get("event") == "user":
-            return True
-        if event.get("event") == "action" and event.get("name") not in ev.TRANSPARENT_ACTIONS:
-            return False
-    return False
+    return _this_turn(tracker)[0]
 
 
 class LoopPolicy:

@@ -83,7 +83,6 @@ def _answer_words(t: str, words: AnswerWords) -> str | None:
 def _all_is_well(t: str, words: AnswerWords) -> bool:
     if any(_has(t, p, False) for p in words.contrast + words.affirm):
         return False
-    tokens = t.split()
     for phrase in words.normal:
         for match in re.finditer(r"(?<![a-z'])" + re.escape(phrase) + r"(?![a-z'])", t):
             before = t[:match.start()].split()
